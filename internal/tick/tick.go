@@ -1,0 +1,156 @@
+// Package tick holds the value types that flow through the pipeline: the
+// decoded Tick, the Kafka record it came from, dead letters, and the Chunk and
+// Batch that carry them from the consumer through the coordinator to the
+// store. It does no I/O.
+package tick
+
+import (
+	"fmt"
+	"time"
+)
+
+// Field is a bit set of the optional fields present in a Tick.
+type Field uint8
+
+// Optional fields of a Tick. A field whose bit is clear is stored as NULL.
+const (
+	HasVenue Field = 1 << iota
+	HasSize
+	HasBid
+	HasAsk
+	HasBidSize
+	HasAskSize
+	HasSeq
+)
+
+// Tick is one market data tick, as stored in table ticks. TS, Symbol and a
+// finite Price are always set; the other fields are valid only when their bit
+// is set in Has.
+type Tick struct {
+	TS      time.Time
+	Symbol  string
+	Venue   string
+	Price   float64
+	Size    float64
+	Bid     float64
+	Ask     float64
+	BidSize float64
+	AskSize float64
+	Seq     int64
+	Has     Field
+}
+
+// TopicPartition names one Kafka partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// Record is a decoded tick with the Kafka record it came from. Key and Value
+// are the raw bytes, kept so that a row the database rejects can still be
+// dead-lettered as it was received.
+type Record struct {
+	Offset    int64
+	Timestamp time.Time // the Kafka record timestamp (produce time)
+	Key       []byte
+	Value     []byte
+	Tick      Tick
+}
+
+// Dead-letter reasons. The set is closed so that it can label metrics.
+const (
+	ReasonDecode   = "decode"    // not a JSON object of the tick shape
+	ReasonInvalid  = "invalid"   // decoded, but fails validation
+	ReasonTooLarge = "too_large" // record larger than the configured limit
+	ReasonRejected = "rejected"  // the database refused the row (data error)
+)
+
+// DeadLetter is a record that could not be stored as a tick. It is written to
+// mds_dead_letters in the same transaction as the good rows of its batch.
+type DeadLetter struct {
+	TopicPartition
+	Offset int64
+	Key    []byte
+	Value  []byte
+	Reason string // one of the Reason constants
+	Err    string
+}
+
+// Chunk is a contiguous run of one partition's records, as handed from the
+// consumer to the coordinator. It covers the offsets [From, Next) as far as
+// the member knows: From is the next offset the member expects the database
+// to hold for the partition (-1 when it expects no stored row), Next is the
+// offset after the last record. Records and Dead together hold every record
+// of that run that Kafka delivered.
+type Chunk struct {
+	TopicPartition
+	From        int64
+	Next        int64
+	LeaderEpoch int32
+	Records     []Record
+	Dead        []DeadLetter
+}
+
+// Size is what the chunk counts against the coordinator's capacity.
+func (c *Chunk) Size() int { return len(c.Records) + len(c.Dead) }
+
+// Range is the offset range a batch covers for one partition: the stored
+// next offset must be From before the write, and is Next after it.
+type Range struct {
+	TopicPartition
+	From        int64
+	Next        int64
+	LeaderEpoch int32
+}
+
+// Batch is the unit of one database transaction: chunks of one or more
+// partitions, where the chunks of one partition are contiguous and in offset
+// order.
+type Batch struct {
+	Chunks []*Chunk
+}
+
+// Rows is the number of tick rows in the batch.
+func (b *Batch) Rows() int {
+	n := 0
+	for _, c := range b.Chunks {
+		n += len(c.Records)
+	}
+	return n
+}
+
+// Ranges merges the chunks into one Range per partition, in order of first
+// appearance. It reports an error if the chunks of a partition are not
+// contiguous, which would be a bug in the caller.
+func (b *Batch) Ranges() ([]Range, error) {
+	var out []Range
+	idx := make(map[TopicPartition]int, 4)
+	for _, c := range b.Chunks {
+		i, ok := idx[c.TopicPartition]
+		if !ok {
+			idx[c.TopicPartition] = len(out)
+			out = append(out, Range{TopicPartition: c.TopicPartition, From: c.From, Next: c.Next, LeaderEpoch: c.LeaderEpoch})
+			continue
+		}
+		r := &out[i]
+		if c.From != r.Next {
+			return nil, fmt.Errorf("chunks of %s are not contiguous: %d then %d", c.TopicPartition, r.Next, c.From)
+		}
+		r.Next = c.Next
+		r.LeaderEpoch = c.LeaderEpoch
+	}
+	return out, nil
+}
+
+// FencedError reports partitions whose stored offset did not match what this
+// member expected: another member owns them now. The write was rolled back;
+// the work for these partitions must be dropped, never retried.
+type FencedError struct {
+	Partitions []TopicPartition
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("fenced: %d partition(s) owned by another member (first %s)", len(e.Partitions), e.Partitions[0])
+}
