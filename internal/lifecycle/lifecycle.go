@@ -1,0 +1,69 @@
+// Package lifecycle adapts long-running components, which expose
+// Run(ctx) error, to fx start and stop hooks. It is the only place besides
+// cmd/processor that imports fx.
+//
+// On start, Run is called in a goroutine with a context that is cancelled on
+// stop; stop then waits for Run to return (bounded by fx's stop timeout). If
+// Run returns before stop was asked for — an error or not — the application
+// is shut down with exit code 1, so a failing part never leaves a process
+// that only looks alive.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+)
+
+// Runner is a long-running component.
+type Runner interface {
+	Run(ctx context.Context) error
+}
+
+// RunnerFunc adapts a function to Runner.
+type RunnerFunc func(ctx context.Context) error
+
+// Run implements Runner.
+func (f RunnerFunc) Run(ctx context.Context) error { return f(ctx) }
+
+// Hook registers r with the lifecycle under name.
+func Hook(lc fx.Lifecycle, sd fx.Shutdowner, log *zap.Logger, name string, r Runner) {
+	var (
+		cancel context.CancelFunc
+		done   chan struct{}
+	)
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			ctx, c := context.WithCancel(context.Background())
+			cancel, done = c, make(chan struct{})
+			go func() {
+				defer close(done)
+				err := r.Run(ctx)
+				if ctx.Err() != nil {
+					if err != nil && !errors.Is(err, context.Canceled) {
+						log.Warn("component stopped with an error", zap.String("component", name), zap.Error(err))
+					}
+					return
+				}
+				if err == nil {
+					err = errors.New("returned without being asked to stop")
+				}
+				log.Error("component failed; shutting down", zap.String("component", name), zap.Error(err))
+				_ = sd.Shutdown(fx.ExitCode(1))
+			}()
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			cancel()
+			select {
+			case <-done:
+				return nil
+			case <-ctx.Done():
+				return fmt.Errorf("%s did not stop in time: %w", name, ctx.Err())
+			}
+		},
+	})
+}

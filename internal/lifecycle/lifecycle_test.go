@@ -1,0 +1,54 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxtest"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/internal/lifecycle"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStopCancelsAndWaits(t *testing.T) {
+	stopped := make(chan struct{})
+	app := fxtest.New(t, fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+		lifecycle.Hook(lc, sd, zap.NewNop(), "worker", lifecycle.RunnerFunc(func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(20 * time.Millisecond) // a drain
+			close(stopped)
+			return nil
+		}))
+	}))
+	app.RequireStart()
+	app.RequireStop()
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("stop returned before Run finished")
+	}
+}
+
+func TestUnexpectedReturnShutsDown(t *testing.T) {
+	app := fxtest.New(t, fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+		lifecycle.Hook(lc, sd, zap.NewNop(), "broken", lifecycle.RunnerFunc(func(context.Context) error {
+			return errors.New("database gone")
+		}))
+	}))
+	app.RequireStart()
+	select {
+	case sig := <-app.Wait():
+		if sig.ExitCode != 1 {
+			t.Fatalf("exit code %d, want 1", sig.ExitCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("app was not shut down")
+	}
+	app.RequireStop()
+}
