@@ -1,0 +1,141 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Config configures a Coordinator. Capacity, watermarks and batch size
+// count ticks: every record of a chunk, dead letters included.
+type Config struct {
+	// ID names this coordinator in feedback events and in the
+	// coordinator_id label of mds_feedback_events_total.
+	ID string `env:"MDS_COORDINATOR_ID" help:"coordinator id in feedback events (default: host name)"`
+	// Capacity bounds the ticks queued and not yet taken by a worker.
+	// Submit blocks above it.
+	Capacity int `env:"MDS_COORDINATOR_CAPACITY" help:"queue capacity in ticks; Submit blocks when full"`
+	// HighWatermark is the queue size at which the level becomes HARD.
+	// 0 means 80% of Capacity.
+	HighWatermark int `env:"MDS_COORDINATOR_HIGH_WATERMARK" help:"queue size that raises HARD (0: 80% of capacity)"`
+	// LowWatermark is the queue size at or below which the level is OK.
+	// 0 means 50% of Capacity.
+	LowWatermark int `env:"MDS_COORDINATOR_LOW_WATERMARK" help:"queue size at or below which the level is OK (0: 50% of capacity)"`
+	// Workers is the number of concurrent writers, each holding at most one
+	// batch (and, in the store, one connection).
+	Workers int `env:"MDS_COORDINATOR_WORKERS" help:"concurrent batch writers"`
+	// BatchSize is the number of ticks at which a worker writes without
+	// waiting for FlushInterval. It must not exceed Capacity. The default,
+	// 5000, is half the default capacity: a healthy pipeline flushes before
+	// the queue leaves the OK band, one COPY of 5000 rows amortises the
+	// commit and the offset update to well under a microsecond per row, and
+	// 4 workers hold at most 20000 ticks (a few MB) in flight.
+	BatchSize int `env:"MDS_COORDINATOR_BATCH_SIZE" help:"ticks per write transaction"`
+	// FlushInterval is the longest a queued tick waits for a batch to fill.
+	FlushInterval time.Duration `env:"MDS_COORDINATOR_FLUSH_INTERVAL" help:"write a partial batch once its oldest tick waited this long"`
+	// DrainTimeout bounds Drain at shutdown.
+	DrainTimeout time.Duration `env:"MDS_COORDINATOR_DRAIN_TIMEOUT" help:"longest wait for the queue to be written at shutdown"`
+	// EnableFeedback publishes level transitions on the Bus. When false no
+	// event is published (so subscribers such as partition pausing and the
+	// feedback topic see nothing); the level is still computed for Current
+	// and metrics.
+	EnableFeedback bool `env:"MDS_FB_ENABLE_FEEDBACK" help:"publish backpressure level transitions"`
+
+	Retry   RetryConfig
+	Breaker BreakerConfig
+}
+
+// RetryConfig is the retry schedule of one failing batch. Temporary errors
+// are retried within a round of MaxAttempts attempts, waiting
+// InitialBackoff, then Multiplier times longer each time up to MaxBackoff;
+// with Jitter each wait is drawn within ±50% of that. A round that fails
+// counts as one circuit breaker failure.
+type RetryConfig struct {
+	MaxAttempts    int           `env:"MDS_RETRY_MAX_ATTEMPTS" help:"write attempts per retry round (one breaker failure per failed round)"`
+	InitialBackoff time.Duration `env:"MDS_RETRY_INITIAL_BACKOFF_MS" help:"first wait between attempts (bare number: milliseconds)"`
+	MaxBackoff     time.Duration `env:"MDS_RETRY_MAX_BACKOFF_MS" help:"longest wait between attempts, and the pause between rounds (bare number: milliseconds)"`
+	Multiplier     float64       `env:"MDS_RETRY_BACKOFF_MULTIPLIER" help:"growth factor of the wait between attempts"`
+	Jitter         bool          `env:"MDS_RETRY_JITTER" help:"randomise each wait within ±50%"`
+}
+
+// BreakerConfig configures the circuit breaker shared by the workers.
+type BreakerConfig struct {
+	// FailureThreshold consecutive failed rounds open the breaker.
+	FailureThreshold int `env:"MDS_CB_FAILURE_THRESHOLD" help:"consecutive failed batches that open the circuit breaker"`
+	// HalfOpenAfter is how long the breaker stays open before one probe
+	// write is let through.
+	HalfOpenAfter time.Duration `env:"MDS_CB_HALF_OPEN_AFTER_SEC" help:"time the breaker stays open before a probe write (bare number: seconds)"`
+}
+
+// DefaultConfig returns the documented defaults. ID is the host name (or
+// "mds" if it cannot be read).
+func DefaultConfig() Config {
+	id, err := os.Hostname()
+	if err != nil || id == "" {
+		id = "mds"
+	}
+	return Config{
+		ID:             id,
+		Capacity:       10000,
+		Workers:        4,
+		BatchSize:      5000,
+		FlushInterval:  250 * time.Millisecond,
+		DrainTimeout:   30 * time.Second,
+		EnableFeedback: true,
+		Retry: RetryConfig{
+			MaxAttempts:    5,
+			InitialBackoff: 50 * time.Millisecond,
+			MaxBackoff:     2 * time.Second,
+			Multiplier:     2.0,
+			Jitter:         true,
+		},
+		Breaker: BreakerConfig{
+			FailureThreshold: 5,
+			HalfOpenAfter:    60 * time.Second,
+		},
+	}
+}
+
+// Watermarks returns the low and high watermarks in effect, resolving the
+// 0 defaults (50% and 80% of Capacity).
+func (c Config) Watermarks() (low, high int) {
+	low, high = c.LowWatermark, c.HighWatermark
+	if low == 0 {
+		low = c.Capacity / 2
+	}
+	if high == 0 {
+		high = c.Capacity * 8 / 10
+	}
+	return low, high
+}
+
+// Validate reports every invalid setting, naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.ID != "", "MDS_COORDINATOR_ID must not be empty")
+	check(c.Capacity > 0, "MDS_COORDINATOR_CAPACITY must be > 0")
+	check(c.HighWatermark >= 0, "MDS_COORDINATOR_HIGH_WATERMARK must be >= 0")
+	check(c.LowWatermark >= 0, "MDS_COORDINATOR_LOW_WATERMARK must be >= 0")
+	if low, high := c.Watermarks(); c.Capacity > 0 && c.HighWatermark >= 0 && c.LowWatermark >= 0 {
+		check(low < high, "MDS_COORDINATOR_LOW_WATERMARK (%d) must be < MDS_COORDINATOR_HIGH_WATERMARK (%d)", low, high)
+		check(high <= c.Capacity, "MDS_COORDINATOR_HIGH_WATERMARK (%d) must be <= MDS_COORDINATOR_CAPACITY (%d)", high, c.Capacity)
+	}
+	check(c.Workers > 0, "MDS_COORDINATOR_WORKERS must be > 0")
+	check(c.BatchSize > 0, "MDS_COORDINATOR_BATCH_SIZE must be > 0")
+	check(c.BatchSize <= c.Capacity, "MDS_COORDINATOR_BATCH_SIZE (%d) must be <= MDS_COORDINATOR_CAPACITY (%d)", c.BatchSize, c.Capacity)
+	check(c.FlushInterval > 0, "MDS_COORDINATOR_FLUSH_INTERVAL must be > 0")
+	check(c.DrainTimeout > 0, "MDS_COORDINATOR_DRAIN_TIMEOUT must be > 0")
+	check(c.Retry.MaxAttempts >= 1, "MDS_RETRY_MAX_ATTEMPTS must be >= 1")
+	check(c.Retry.InitialBackoff > 0, "MDS_RETRY_INITIAL_BACKOFF_MS must be > 0")
+	check(c.Retry.MaxBackoff >= c.Retry.InitialBackoff, "MDS_RETRY_MAX_BACKOFF_MS must be >= MDS_RETRY_INITIAL_BACKOFF_MS")
+	check(c.Retry.Multiplier >= 1, "MDS_RETRY_BACKOFF_MULTIPLIER must be >= 1")
+	check(c.Breaker.FailureThreshold >= 1, "MDS_CB_FAILURE_THRESHOLD must be >= 1")
+	check(c.Breaker.HalfOpenAfter > 0, "MDS_CB_HALF_OPEN_AFTER_SEC must be > 0")
+	return errors.Join(errs...)
+}
