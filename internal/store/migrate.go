@@ -1,0 +1,141 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"go.uber.org/zap"
+)
+
+//go:embed migrations/*.sql
+var embedded embed.FS
+
+// migrations is the embedded migrations folder, as goose reads it.
+var migrations = func() fs.FS {
+	sub, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		panic(err) // the path is a constant
+	}
+	return sub
+}()
+
+// migrateLockID is the PostgreSQL advisory lock that serializes schema work
+// (goose migrations, then the TimescaleDB reconcile step) across every
+// instance migrating the same database. It is our own, not goose's default,
+// so that another goose user of the database does not wait on us.
+const migrateLockID int64 = 0x6d64735f736368 // "mds_sch"
+
+// schemaVersionSQL reads the goose version, 0 before the first migration.
+const schemaVersionSQL = `SELECT CASE WHEN to_regclass('goose_db_version') IS NULL THEN 0
+	ELSE (SELECT coalesce(max(version_id), 0) FROM goose_db_version) END`
+
+// latestMigration is the newest embedded version.
+func latestMigration() int64 {
+	names, err := fs.Glob(migrations, "*.sql")
+	if err != nil || len(names) == 0 {
+		return 0
+	}
+	v, err := goose.NumericComponent(names[len(names)-1])
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// provider returns a goose provider on the store's pool. goose's
+// PostgreSQL session locker takes pg_try_advisory_lock(migrateLockID) on
+// the one connection that then runs every migration (goose
+// Provider.initialize), retrying each second for up to ten minutes, so
+// instances starting together migrate one after the other and the later
+// ones find nothing to do. Closing the *sql.DB leaves the pool open.
+func (s *Store) provider() (*goose.Provider, func(), error) {
+	locker, err := lock.NewPostgresSessionLocker(
+		lock.WithLockID(migrateLockID),
+		lock.WithLockTimeout(1, 600),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating migration lock: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations,
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("loading migrations: %w", err)
+	}
+	return p, func() { db.Close() }, nil
+}
+
+// Migrate brings the database to the schema of this binary: the embedded
+// goose migrations, then the TimescaleDB settings (see reconcileTimescale).
+// It is idempotent and safe to run from several instances at once; a
+// re-run changes nothing. Without TimescaleDB it logs a warning naming what
+// is missing and succeeds.
+func (s *Store) Migrate(ctx context.Context) error {
+	p, done, err := s.provider()
+	if err != nil {
+		return err
+	}
+	defer done()
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	for _, r := range results {
+		s.log.Info("migration applied", zap.Int64("version", r.Source.Version),
+			zap.String("file", r.Source.Path), zap.Duration("duration", r.Duration))
+	}
+	version, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	s.log.Info("schema ready", zap.Int64("version", version), zap.Int("applied", len(results)))
+	return s.reconcileTimescale(ctx)
+}
+
+// PlanMigrations lists what Migrate would do, without changing the
+// database: one line per pending goose migration, then the TimescaleDB
+// statements (or a comment line saying why there are none).
+func (s *Store) PlanMigrations(ctx context.Context) ([]string, error) {
+	var plan []string
+	var version int64
+	if err := s.pool.QueryRow(ctx, schemaVersionSQL).Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading schema version: %w", err)
+	}
+	p, done, err := s.provider()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	var pending []*goose.Source
+	if version == 0 {
+		// No goose table yet: everything is pending. (goose's own Status
+		// would create the table, which a dry run must not.)
+		pending = p.ListSources()
+	} else {
+		statuses, err := p.Status(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading migration status: %w", err)
+		}
+		for _, st := range statuses {
+			if st.State == goose.StatePending {
+				pending = append(pending, st.Source)
+			}
+		}
+	}
+	for _, src := range pending {
+		plan = append(plan, fmt.Sprintf("-- migration %d: %s", src.Version, src.Path))
+	}
+	ts, err := s.planTimescale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(plan, ts...), nil
+}

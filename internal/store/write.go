@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+// casOffsetSQL advances one partition's next offset if, and only if, the
+// stored value is what the writer expects ($5). From = -1 ("no row
+// expected") never matches a stored offset, so then only the insert path can
+// succeed. Either way the row ends up locked by this transaction, so two
+// writers of one partition serialize and the later one sees 0 rows.
+const casOffsetSQL = `INSERT INTO mds_offsets (consumer_group, topic, partition, next_offset, updated_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+SET next_offset = EXCLUDED.next_offset, updated_at = now()
+WHERE mds_offsets.next_offset = $5`
+
+const insertDeadLetterSQL = `INSERT INTO mds_dead_letters (topic, partition, "offset", key, value, reason, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (topic, partition, "offset") DO NOTHING`
+
+var (
+	ticksTable   = pgx.Identifier{"ticks"}
+	ticksColumns = []string{"ts", "symbol", "venue", "price", "size", "bid", "ask", "bid_size", "ask_size", "seq"}
+)
+
+// Write stores a batch in one transaction: the offset compare-and-set of
+// every partition the batch covers, the tick rows (COPY), and the dead
+// letters, including rows the database rejected as data errors.
+//
+// It returns nil when all of it committed; a *tick.FencedError naming every
+// partition whose stored offset was not the expected one (nothing was
+// written); or an error with a Temporary() bool method telling whether the
+// same batch may succeed on a retry. Write does not retry.
+func (s *Store) Write(ctx context.Context, b *tick.Batch) error {
+	ranges, err := b.Ranges()
+	if err != nil {
+		return &writeError{err: err}
+	}
+	res, err := s.write(ctx, b, ranges)
+	switch {
+	case err != nil:
+		s.m.transactions.WithLabelValues(resultRolledBack).Inc()
+		return newWriteError(err)
+	case res.fenced != nil:
+		s.m.transactions.WithLabelValues(resultFenced).Inc()
+		return res.fenced
+	}
+	s.m.transactions.WithLabelValues(resultCommitted).Inc()
+	s.m.rows.Add(float64(res.rows))
+	for reason, n := range res.dead {
+		s.m.deadLetters.WithLabelValues(reason).Add(float64(n))
+	}
+	return nil
+}
+
+// writeResult is what one write transaction did.
+type writeResult struct {
+	fenced *tick.FencedError // set when the transaction was rolled back for fencing
+	rows   int64             // tick rows copied
+	dead   map[string]int    // dead letters inserted, by reason
+}
+
+func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (writeResult, error) {
+	var res writeResult
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("beginning transaction: %w", err)
+	}
+	// After Commit this is a no-op. On a cancelled ctx pgx closes the
+	// connection instead, which rolls back just the same.
+	defer func() { _ = tx.Rollback(ctx) }()
+
+	fenced, err := s.compareAndSetOffsets(ctx, tx, ranges)
+	if err != nil {
+		return res, err
+	}
+	if len(fenced) > 0 {
+		res.fenced = &tick.FencedError{Partitions: fenced}
+		return res, nil
+	}
+	src := newTickSource(b.Chunks)
+	var rejected []tick.DeadLetter
+	if res.rows, err = copyRows(ctx, tx, src, 0, b.Rows(), &rejected); err != nil {
+		return res, err
+	}
+	if res.dead, err = insertDeadLetters(ctx, tx, b.Chunks, rejected); err != nil {
+		return res, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("committing: %w", err)
+	}
+	return res, nil
+}
+
+// compareAndSetOffsets runs the offset compare-and-set of every range in one
+// pipelined round trip and returns the partitions that were fenced.
+func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []tick.Range) ([]tick.TopicPartition, error) {
+	var batch pgx.Batch
+	for _, r := range ranges {
+		batch.Queue(casOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.From)
+	}
+	br := tx.SendBatch(ctx, &batch)
+	var fenced []tick.TopicPartition
+	for _, r := range ranges {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("advancing offset of %s: %w", r.TopicPartition, err)
+		}
+		if tag.RowsAffected() == 0 {
+			fenced = append(fenced, r.TopicPartition)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("advancing offsets: %w", err)
+	}
+	return fenced, nil
+}
+
+// copyRows copies rows [lo, hi) of src inside a savepoint. When the
+// database refuses the data (SQLSTATE class 22 or 23), it rolls back to the
+// savepoint and bisects: each half is tried on its own, down to single rows,
+// and every row refused on its own is appended to rejected as a dead letter.
+// So k bad rows among n cost about 2k·log2(n) extra COPY statements, and
+// the good rows are all written in the same transaction.
+func copyRows(ctx context.Context, tx pgx.Tx, src *tickSource, lo, hi int, rejected *[]tick.DeadLetter) (int64, error) {
+	if lo >= hi {
+		return 0, nil
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("creating savepoint: %w", err)
+	}
+	src.window(lo, hi)
+	n, copyErr := sp.CopyFrom(ctx, ticksTable, ticksColumns, src)
+	if copyErr == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return 0, fmt.Errorf("releasing savepoint: %w", err)
+		}
+		return n, nil
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return 0, fmt.Errorf("rolling back to savepoint after %v: %w", copyErr, err)
+	}
+	if !IsDataError(copyErr) {
+		return 0, fmt.Errorf("copying ticks: %w", copyErr)
+	}
+	if hi-lo == 1 {
+		c, r := src.at(lo)
+		*rejected = append(*rejected, tick.DeadLetter{
+			TopicPartition: c.TopicPartition,
+			Offset:         r.Offset,
+			Key:            r.Key,
+			Value:          r.Value,
+			Reason:         tick.ReasonRejected,
+			Err:            sqlState(copyErr),
+		})
+		return 0, nil
+	}
+	mid := lo + (hi-lo)/2
+	n1, err := copyRows(ctx, tx, src, lo, mid, rejected)
+	if err != nil {
+		return 0, err
+	}
+	n2, err := copyRows(ctx, tx, src, mid, hi, rejected)
+	return n1 + n2, err
+}
+
+// insertDeadLetters inserts the dead letters of the chunks and the rejected
+// rows in one pipelined round trip and counts the inserted ones by reason.
+// A dead letter already stored for its topic/partition/offset is skipped
+// (the unique key keeps each record at most once in the table).
+func insertDeadLetters(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, rejected []tick.DeadLetter) (map[string]int, error) {
+	var batch pgx.Batch
+	var all []*tick.DeadLetter
+	queue := func(d *tick.DeadLetter) {
+		batch.Queue(insertDeadLetterSQL, d.Topic, d.Partition, d.Offset, d.Key, d.Value, d.Reason, cleanText(d.Err))
+		all = append(all, d)
+	}
+	for _, c := range chunks {
+		for i := range c.Dead {
+			queue(&c.Dead[i])
+		}
+	}
+	for i := range rejected {
+		queue(&rejected[i])
+	}
+	if len(all) == 0 {
+		return nil, nil
+	}
+	br := tx.SendBatch(ctx, &batch)
+	counts := make(map[string]int, 2)
+	for _, d := range all {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return nil, fmt.Errorf("inserting dead letter %s@%d: %w", d.TopicPartition, d.Offset, err)
+		}
+		counts[d.Reason] += int(tag.RowsAffected())
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("inserting dead letters: %w", err)
+	}
+	return counts, nil
+}
+
+// cleanText makes s storable in a text column: PostgreSQL refuses NUL and
+// invalid UTF-8, and an error message may quote either from the input.
+func cleanText(s string) string {
+	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", `\x00`), "\uFFFD")
+}
+
+// LoadOffsets returns the stored next offset of each given partition of
+// group that has one. Partitions without a stored row are absent from the
+// map.
+func (s *Store) LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error) {
+	topics := make([]string, len(tps))
+	parts := make([]int32, len(tps))
+	for i, tp := range tps {
+		topics[i], parts[i] = tp.Topic, tp.Partition
+	}
+	rows, err := s.pool.Query(ctx, `SELECT o.topic, o.partition, o.next_offset
+		FROM mds_offsets o
+		JOIN unnest($2::text[], $3::int4[]) AS w(topic, partition)
+		  ON o.topic = w.topic AND o.partition = w.partition
+		WHERE o.consumer_group = $1`, group, topics, parts)
+	if err != nil {
+		return nil, fmt.Errorf("loading offsets: %w", err)
+	}
+	out := make(map[tick.TopicPartition]int64, len(tps))
+	var tp tick.TopicPartition
+	var next int64
+	_, err = pgx.ForEachRow(rows, []any{&tp.Topic, &tp.Partition, &next}, func() error {
+		out[tp] = next
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading offsets: %w", err)
+	}
+	return out, nil
+}
