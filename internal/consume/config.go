@@ -1,0 +1,114 @@
+package consume
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config holds the consumer-group settings. Brokers, TLS and SASL are not
+// here: they arrive as kgo options shared by every Kafka client.
+type Config struct {
+	Topics            []string      `env:"MDS_KAFKA_TOPICS" envSeparator:"," help:"topics to consume, comma separated"`
+	Group             string        `env:"MDS_KAFKA_GROUP" help:"consumer group id; also the key of the stored offsets in mds_offsets"`
+	StartOffset       string        `env:"MDS_KAFKA_START_OFFSET" help:"where a partition with neither a stored nor a Kafka-committed offset starts: earliest or latest"`
+	SessionTimeout    time.Duration `env:"MDS_KAFKA_SESSION_TIMEOUT" help:"how long a silent member keeps its partitions (after a crash, until the group moves them)"`
+	RebalanceTimeout  time.Duration `env:"MDS_KAFKA_REBALANCE_TIMEOUT" help:"how long a rebalance waits for members to revoke and rejoin"`
+	HeartbeatInterval time.Duration `env:"MDS_KAFKA_HEARTBEAT_INTERVAL" help:"group heartbeat period; at most a third of the session timeout"`
+	InstanceID        string        `env:"MDS_KAFKA_INSTANCE_ID" help:"static group membership id (e.g. the pod name): a restarted instance takes its partitions back without a rebalance; empty disables"`
+	FetchMaxWait      time.Duration `env:"MDS_KAFKA_FETCH_MAX_WAIT" help:"longest a broker holds a fetch open waiting for data; bounds how late a resumed partition starts flowing again (10ms to 1s)"`
+	FetchMaxBytes     int32         `env:"MDS_KAFKA_FETCH_MAX_BYTES" help:"largest fetch response asked of one broker, in bytes; buffered fetch memory is about brokers x this"`
+	FetchMaxPartBytes int32         `env:"MDS_KAFKA_FETCH_MAX_PARTITION_BYTES" help:"largest share of one fetch response for one partition, in bytes"`
+	RevokeTimeout     time.Duration `env:"MDS_KAFKA_REVOKE_TIMEOUT" help:"on revoke, longest wait for the partitions' in-flight database write, and then again for the final Kafka commit"`
+}
+
+// DefaultConfig returns the documented defaults. The fetch limits bound the
+// memory franz-go buffers: one fetch of at most 16 MiB per broker (about
+// 80,000 ticks of 200 bytes), at most 1 MiB of it per partition.
+func DefaultConfig() Config {
+	return Config{
+		Topics:            []string{"market.ticks"},
+		Group:             "mds-processor",
+		StartOffset:       "earliest",
+		SessionTimeout:    45 * time.Second,
+		RebalanceTimeout:  60 * time.Second,
+		HeartbeatInterval: 3 * time.Second,
+		FetchMaxWait:      100 * time.Millisecond,
+		FetchMaxBytes:     16 << 20,
+		FetchMaxPartBytes: 1 << 20,
+		RevokeTimeout:     10 * time.Second,
+	}
+}
+
+// Validate reports every setting out of range, naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(c.Topics) == 0 {
+		bad("MDS_KAFKA_TOPICS must name at least one topic")
+	}
+	for _, t := range c.Topics {
+		if t == "" {
+			bad("MDS_KAFKA_TOPICS must not contain an empty topic name")
+			break
+		}
+	}
+	if c.Group == "" {
+		bad("MDS_KAFKA_GROUP must not be empty")
+	}
+	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
+		bad("MDS_KAFKA_START_OFFSET must be earliest or latest, not %q", c.StartOffset)
+	}
+	if c.SessionTimeout <= 0 {
+		bad("MDS_KAFKA_SESSION_TIMEOUT must be > 0")
+	}
+	if c.RebalanceTimeout <= 0 {
+		bad("MDS_KAFKA_REBALANCE_TIMEOUT must be > 0")
+	}
+	if c.HeartbeatInterval <= 0 || c.HeartbeatInterval*3 > c.SessionTimeout {
+		bad("MDS_KAFKA_HEARTBEAT_INTERVAL must be > 0 and at most a third of MDS_KAFKA_SESSION_TIMEOUT")
+	}
+	if c.FetchMaxWait < 10*time.Millisecond || c.FetchMaxWait > time.Second {
+		bad("MDS_KAFKA_FETCH_MAX_WAIT must be between 10ms and 1s")
+	}
+	if c.FetchMaxBytes <= 0 {
+		bad("MDS_KAFKA_FETCH_MAX_BYTES must be > 0")
+	}
+	if c.FetchMaxPartBytes <= 0 || c.FetchMaxPartBytes > c.FetchMaxBytes {
+		bad("MDS_KAFKA_FETCH_MAX_PARTITION_BYTES must be > 0 and at most MDS_KAFKA_FETCH_MAX_BYTES")
+	}
+	if c.RevokeTimeout <= 0 || 2*c.RevokeTimeout >= c.RebalanceTimeout {
+		bad("MDS_KAFKA_REVOKE_TIMEOUT must be > 0 and less than half of MDS_KAFKA_REBALANCE_TIMEOUT")
+	}
+	return errors.Join(errs...)
+}
+
+// groupOpts turns the settings into franz-go options.
+func (c Config) groupOpts() []kgo.Opt {
+	start := kgo.NewOffset().AtStart()
+	if c.StartOffset == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	opts := []kgo.Opt{
+		kgo.ConsumeTopics(c.Topics...),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeResetOffset(start),
+		kgo.SessionTimeout(c.SessionTimeout),
+		kgo.RebalanceTimeout(c.RebalanceTimeout),
+		kgo.HeartbeatInterval(c.HeartbeatInterval),
+		kgo.FetchMaxWait(c.FetchMaxWait),
+		kgo.FetchMaxBytes(c.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(c.FetchMaxPartBytes),
+		// Records of aborted transactions are never ticks.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Offsets live in the database; Kafka commits are made by Ack.
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+	}
+	if c.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.InstanceID))
+	}
+	return opts
+}

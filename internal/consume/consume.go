@@ -1,0 +1,246 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+// Queue is the coordinator side of the hand-off.
+type Queue interface {
+	// Submit blocks while the queue is full. It fails once the chunk's
+	// partition has been revoked from the queue, or when ctx is done.
+	Submit(ctx context.Context, ch *tick.Chunk) error
+	// Assign opens the partitions for Submit.
+	Assign(tps []tick.TopicPartition)
+	// Revoke drops the partitions' queued ticks, closes them for Submit
+	// and, when wait is set, waits (bounded by ctx) for their in-flight
+	// write to finish.
+	Revoke(ctx context.Context, tps []tick.TopicPartition, wait bool)
+	// Drain writes everything queued and returns when it is in the
+	// database, or when ctx is done.
+	Drain(ctx context.Context) error
+	// PartitionDepths stores the number of queued ticks of each partition
+	// that holds any into dst.
+	PartitionDepths(dst map[tick.TopicPartition]int)
+	// Current is the queue's present state: Level and Capacity are read.
+	Current() backpressure.Event
+}
+
+// OffsetStore reads the next offsets stored with the data.
+type OffsetStore interface {
+	// LoadOffsets returns the stored next offset of each of tps that has
+	// a row for group; partitions without a row are absent.
+	LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error)
+}
+
+// Consumer is one member of the consumer group: it fetches tick records,
+// decodes them and hands them to a Queue as Chunks. Build it with New, run it
+// with Run, stop it with Stop.
+type Consumer struct {
+	cfg     Config
+	q       Queue
+	offsets OffsetStore
+	dec     *tick.Decoder // poll goroutine only
+	opts    []kgo.Opt
+	log     *zap.Logger
+	m       *metrics
+
+	// handoff is held by the poll loop around each Submit attempt and by
+	// OnPartitionsAssigned, so that a chunk built under one assignment of
+	// its partition is never submitted under the next one.
+	handoff sync.Mutex
+
+	mu    sync.Mutex
+	gen   uint64                                  // assignment counter
+	parts map[tick.TopicPartition]*partState      // assigned partitions
+	acked map[tick.TopicPartition]kgo.EpochOffset // written to the database, not yet committed to Kafka
+
+	pauseMu sync.Mutex
+	depths  map[tick.TopicPartition]int // scratch for PartitionDepths
+	level   backpressure.Level          // last level applied
+
+	lag map[tick.TopicPartition]int64 // poll goroutine only
+
+	commitKick chan struct{} // size 1: Ack wakes the committer
+
+	joined, polled atomic.Bool
+
+	decodeLog, warnLog sometimes
+
+	life     sync.Mutex
+	started  bool
+	stopping bool
+	stopCtx  context.Context
+	stop     chan struct{} // closed by Stop
+	done     chan struct{} // closed when Run returns
+	stopErr  error         // written before done is closed
+}
+
+// partState is what the member knows of one assigned partition.
+type partState struct {
+	gen  uint64 // which assignment this is
+	from int64  // From of the next chunk: the offset the database should hold, -1 for no row
+}
+
+// New returns a Consumer for cfg. opts carry the broker connection (seeds,
+// TLS, SASL, logging); the group, topic and fetch options come from cfg.
+// Nothing connects before Run.
+func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kgo.Opt, log *zap.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := limits.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering consumer metrics: %w", err)
+	}
+	return &Consumer{
+		cfg:        cfg,
+		q:          q,
+		offsets:    offsets,
+		dec:        tick.NewDecoder(limits),
+		opts:       opts,
+		log:        log.Named("consume"),
+		m:          m,
+		parts:      make(map[tick.TopicPartition]*partState),
+		acked:      make(map[tick.TopicPartition]kgo.EpochOffset),
+		depths:     make(map[tick.TopicPartition]int),
+		lag:        make(map[tick.TopicPartition]int64),
+		commitKick: make(chan struct{}, 1),
+		decodeLog:  sometimes{every: time.Second},
+		warnLog:    sometimes{every: 10 * time.Second},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}, nil
+}
+
+// Ready reports whether the member has joined the group and polled since, and
+// is not stopping.
+func (c *Consumer) Ready() bool { return c.joined.Load() && c.polled.Load() }
+
+// Ack records that ranges are committed in the database. Their next offsets
+// are committed to Kafka in the background, newest per partition only, for
+// lag tooling; a failed Kafka commit is counted, never fatal. Ack does not
+// block on Kafka.
+func (c *Consumer) Ack(ranges []tick.Range) {
+	c.mu.Lock()
+	for _, r := range ranges {
+		if cur, ok := c.acked[r.TopicPartition]; !ok || r.Next > cur.Offset {
+			c.acked[r.TopicPartition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Next}
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case c.commitKick <- struct{}{}:
+	default:
+	}
+}
+
+// Run joins the group and feeds the queue until ctx is done or Stop is
+// called, then shuts down (see the package doc for the order) and returns.
+// It returns an error only when consuming cannot go on; after Stop or the
+// end of ctx it returns nil. Run may be called once.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.life.Lock()
+	if c.started {
+		c.life.Unlock()
+		return errors.New("consumer already run")
+	}
+	c.started = true
+	stopped := c.stopping
+	c.life.Unlock()
+	defer close(c.done)
+	if stopped {
+		return nil
+	}
+
+	opts := append(append([]kgo.Opt{}, c.opts...), c.cfg.groupOpts()...)
+	opts = append(opts,
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	commitCtx, stopCommits := context.WithCancel(ctx)
+	defer stopCommits()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-c.stop:
+			stopLoop()
+		case <-loopCtx.Done():
+		}
+	})
+	wg.Go(func() { c.commitLoop(commitCtx, cl) })
+
+	loopErr := c.poll(loopCtx, cl)
+
+	// Shutdown: polling has stopped and rebalances are allowed.
+	c.polled.Store(false)
+	c.life.Lock()
+	graceful, stopCtx := c.stopping, c.stopCtx
+	c.life.Unlock()
+	if !graceful {
+		var cancel context.CancelFunc
+		stopCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RevokeTimeout)
+		defer cancel()
+	}
+	if graceful && loopErr == nil {
+		if err := c.q.Drain(stopCtx); err != nil {
+			c.stopErr = fmt.Errorf("draining queue: %w", err)
+		}
+	}
+	stopCommits()
+	stopLoop()
+	wg.Wait()
+	c.commit(stopCtx, cl, c.takeAcked(nil))
+	// Leaving the group revokes what is left (onRevoked) and lets the
+	// group move it at once; with static membership the partitions wait
+	// for this instance until the session timeout.
+	cl.CloseAllowingRebalance()
+	c.joined.Store(false)
+	return loopErr
+}
+
+// Stop stops Run gracefully: it stops polling, drains the queue into the
+// database, commits the acknowledged offsets to Kafka and leaves the group,
+// all bounded by ctx. It waits for Run to return and reports a failed drain.
+// Stop before Run makes Run return at once.
+func (c *Consumer) Stop(ctx context.Context) error {
+	c.life.Lock()
+	if !c.stopping {
+		c.stopping, c.stopCtx = true, ctx
+		close(c.stop)
+	}
+	started := c.started
+	c.life.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-c.done:
+		return c.stopErr
+	case <-ctx.Done():
+		return fmt.Errorf("stopping consumer: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,70 @@
+package consume
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+// metrics are the consumer's Prometheus series (see the package doc).
+type metrics struct {
+	records       prometheus.Counter
+	decodeErrors  *prometheus.CounterVec
+	paused        prometheus.Gauge
+	assigned      prometheus.Gauge
+	assignedEv    prometheus.Counter
+	revokedEv     prometheus.Counter
+	lostEv        prometheus.Counter
+	lag           prometheus.Gauge
+	commitErrors  prometheus.Counter
+	offsetLoadErr prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	rebalances := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_consumer_rebalances_total",
+		Help: "Partition assignment changes seen by this member, by event (assigned, revoked, lost).",
+	}, []string{"event"})
+	m := &metrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mds_consumer_records_total",
+			Help: "Kafka records fetched and handed on, good or dead-lettered.",
+		}),
+		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mds_consumer_decode_errors_total",
+			Help: "Records that are not valid ticks and became dead letters, by reason.",
+		}, []string{"reason"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mds_consumer_paused_partitions",
+			Help: "Assigned partitions currently paused by backpressure.",
+		}),
+		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mds_consumer_assigned_partitions",
+			Help: "Partitions currently assigned to this member.",
+		}),
+		assignedEv: rebalances.WithLabelValues("assigned"),
+		revokedEv:  rebalances.WithLabelValues("revoked"),
+		lostEv:     rebalances.WithLabelValues("lost"),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mds_consumer_lag_records",
+			Help: "Records behind the high watermark, summed over assigned partitions, as of each partition's last fetch.",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mds_consumer_commit_errors_total",
+			Help: "Kafka offset commits (made for lag tooling after database commits) that failed.",
+		}),
+		offsetLoadErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mds_consumer_offset_load_errors_total",
+			Help: "Failed reads of the stored offsets on partition assignment; each is retried.",
+		}),
+	}
+	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge} {
+		m.decodeErrors.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

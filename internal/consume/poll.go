@@ -1,0 +1,213 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+const (
+	// pollTimeout bounds one poll, so that the loop re-plans pauses at
+	// least this often even when every partition is paused.
+	pollTimeout = 200 * time.Millisecond
+	// submitSlice bounds one Submit attempt: a full queue holds a
+	// pending rebalance back at most this long.
+	submitSlice = 100 * time.Millisecond
+)
+
+// poll is the member's only polling goroutine. Each round it applies the
+// pause plan, polls at most a fifth of the queue's capacity, hands one chunk
+// per fetched partition to the queue in offset order, and allows rebalances.
+func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) error {
+	for ctx.Err() == nil {
+		c.reconcilePauses(cl)
+		limit := max(1, c.q.Current().Capacity/5)
+
+		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		fetches := cl.PollRecords(pctx, limit)
+		cancel()
+		err := c.handOff(ctx, cl, fetches)
+		cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+		c.polled.Store(true)
+		c.updateLag()
+	}
+	return nil
+}
+
+// handOff submits the polled records. It returns an error only if the queue
+// refuses a chunk of a partition still assigned.
+func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
+	var err error
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err != nil {
+			c.fetchError(p.Topic, p.Partition, p.Err)
+		}
+		if err != nil || ctx.Err() != nil || len(p.Records) == 0 {
+			return
+		}
+		tp := tick.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		c.mu.Lock()
+		st := c.parts[tp]
+		var gen uint64
+		var from int64
+		if st != nil {
+			gen, from = st.gen, st.from
+		}
+		c.mu.Unlock()
+		if st == nil {
+			return // revoked while the records were fetched
+		}
+		ch := c.chunk(tp, from, p.Records)
+		c.lag[tp] = max(0, p.HighWatermark-ch.Next)
+		err = c.submit(ctx, cl, ch, gen)
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil // stopping: the chunk is not in the database and will be read again
+	}
+	return err
+}
+
+func (c *Consumer) fetchError(topic string, partition int32, err error) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return // the poll timed out or we are stopping
+	}
+	if ok, skipped := c.warnLog.allow(); ok {
+		c.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err), zap.Int("suppressed", skipped))
+	}
+}
+
+// chunk decodes the records of one partition into a chunk starting at from.
+// Keys and values are copied into one allocation, so that a queued chunk
+// pins only its own bytes and not franz-go's fetch buffers.
+func (c *Consumer) chunk(tp tick.TopicPartition, from int64, recs []*kgo.Record) *tick.Chunk {
+	size := 0
+	for _, r := range recs {
+		size += len(r.Key) + len(r.Value)
+	}
+	slab := make([]byte, 0, size)
+	keep := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		slab = append(slab, b...)
+		return slab[len(slab)-len(b) : len(slab) : len(slab)]
+	}
+
+	last := recs[len(recs)-1]
+	ch := &tick.Chunk{
+		TopicPartition: tp,
+		From:           from,
+		Next:           last.Offset + 1,
+		LeaderEpoch:    last.LeaderEpoch,
+		Records:        make([]tick.Record, 0, len(recs)),
+	}
+	for _, r := range recs {
+		rec := tick.Record{Offset: r.Offset, Timestamp: r.Timestamp, Key: keep(r.Key), Value: keep(r.Value)}
+		err := c.dec.Decode(rec.Value, &rec.Tick)
+		if err == nil {
+			ch.Records = append(ch.Records, rec)
+			continue
+		}
+		reason := tick.ReasonDecode
+		var de *tick.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		ch.Dead = append(ch.Dead, tick.DeadLetter{TopicPartition: tp, Offset: r.Offset, Key: rec.Key, Value: rec.Value, Reason: reason, Err: err.Error()})
+		c.m.decodeErrors.WithLabelValues(reason).Inc()
+		if ok, skipped := c.decodeLog.allow(); ok {
+			c.log.Warn("record is not a tick; dead-lettered", zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("offset", r.Offset), zap.String("reason", reason), zap.Error(err), zap.Int("suppressed", skipped))
+		}
+	}
+	c.m.records.Add(float64(len(recs)))
+	return ch
+}
+
+// submit hands ch, built under assignment gen of its partition, to the
+// queue. It tries in slices of submitSlice; between slices it allows a
+// pending rebalance to run and re-plans pauses, so that a full queue holds
+// neither the group nor the pause policy hostage. A chunk whose partition
+// was revoked meanwhile is dropped: its records will be read again by the
+// partition's next owner, from the stored offset.
+func (c *Consumer) submit(ctx context.Context, cl *kgo.Client, ch *tick.Chunk, gen uint64) error {
+	for {
+		c.handoff.Lock()
+		if !c.current(ch.TopicPartition, gen) {
+			c.handoff.Unlock()
+			return nil
+		}
+		sctx, cancel := context.WithTimeout(ctx, submitSlice)
+		err := c.q.Submit(sctx, ch)
+		cancel()
+		if err == nil {
+			c.advance(ch.TopicPartition, gen, ch.Next)
+		}
+		c.handoff.Unlock()
+
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case sctx.Err() == nil && c.current(ch.TopicPartition, gen):
+			return fmt.Errorf("submitting %s: %w", ch.TopicPartition, err)
+		}
+		cl.AllowRebalance()
+		c.reconcilePauses(cl)
+	}
+}
+
+// current reports whether tp is still in assignment gen.
+func (c *Consumer) current(tp tick.TopicPartition, gen uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.parts[tp]
+	return st != nil && st.gen == gen
+}
+
+// advance makes next the From of tp's next chunk, if tp is still in
+// assignment gen.
+func (c *Consumer) advance(tp tick.TopicPartition, gen uint64, next int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.parts[tp]; st != nil && st.gen == gen {
+		st.from = next
+	}
+}
+
+// assignedPartitions lists the assigned partitions.
+func (c *Consumer) assignedPartitions() []tick.TopicPartition {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]tick.TopicPartition, 0, len(c.parts))
+	for tp := range c.parts {
+		out = append(out, tp)
+	}
+	return out
+}
+
+// updateLag publishes the lag summed over assigned partitions, forgetting
+// partitions no longer assigned.
+func (c *Consumer) updateLag() {
+	c.mu.Lock()
+	var sum int64
+	for tp, l := range c.lag {
+		if c.parts[tp] == nil {
+			delete(c.lag, tp)
+			continue
+		}
+		sum += l
+	}
+	c.mu.Unlock()
+	c.m.lag.Set(float64(sum))
+}
