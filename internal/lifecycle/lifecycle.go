@@ -2,8 +2,10 @@
 // Run(ctx) error, to fx start and stop hooks. It is the only place besides
 // cmd/processor that imports fx.
 //
-// On start, Run is called in a goroutine with a context that is cancelled on
-// stop; stop then waits for Run to return (bounded by fx's stop timeout). If
+// On start, Run is called in a goroutine. On stop, a component that also has
+// Stop(ctx) error is asked to stop gracefully first (drain, final commits),
+// bounded by fx's stop timeout; then Run's context is cancelled and stop
+// waits for Run to return. If
 // Run returns before stop was asked for — an error or not — the application
 // is shut down with exit code 1, so a failing part never leaves a process
 // that only looks alive.
@@ -21,6 +23,12 @@ import (
 // Runner is a long-running component.
 type Runner interface {
 	Run(ctx context.Context) error
+}
+
+// Stopper is a Runner with a graceful stop, called before Run's context is
+// cancelled.
+type Stopper interface {
+	Stop(ctx context.Context) error
 }
 
 // RunnerFunc adapts a function to Runner.
@@ -57,12 +65,18 @@ func Hook(lc fx.Lifecycle, sd fx.Shutdowner, log *zap.Logger, name string, r Run
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
+			var stopErr error
+			if s, ok := r.(Stopper); ok {
+				if err := s.Stop(ctx); err != nil {
+					stopErr = fmt.Errorf("stopping %s: %w", name, err)
+				}
+			}
 			cancel()
 			select {
 			case <-done:
-				return nil
+				return stopErr
 			case <-ctx.Done():
-				return fmt.Errorf("%s did not stop in time: %w", name, ctx.Err())
+				return errors.Join(stopErr, fmt.Errorf("%s did not stop in time: %w", name, ctx.Err()))
 			}
 		},
 	})

@@ -52,3 +52,34 @@ func TestUnexpectedReturnShutsDown(t *testing.T) {
 	}
 	app.RequireStop()
 }
+
+type graceful struct {
+	runCtx            chan context.Context
+	stoppedGracefully bool
+	ctxCancelledFirst bool
+}
+
+func (g *graceful) Run(ctx context.Context) error {
+	g.runCtx <- ctx
+	<-ctx.Done()
+	return nil
+}
+
+func (g *graceful) Stop(context.Context) error {
+	ctx := <-g.runCtx
+	g.ctxCancelledFirst = ctx.Err() != nil
+	g.stoppedGracefully = true
+	return nil
+}
+
+func TestGracefulStopComesBeforeCancel(t *testing.T) {
+	g := &graceful{runCtx: make(chan context.Context, 1)}
+	app := fxtest.New(t, fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+		lifecycle.Hook(lc, sd, zap.NewNop(), "consumer", g)
+	}))
+	app.RequireStart()
+	app.RequireStop()
+	if !g.stoppedGracefully || g.ctxCancelledFirst {
+		t.Fatalf("stopped gracefully %v, context cancelled before Stop %v", g.stoppedGracefully, g.ctxCancelledFirst)
+	}
+}
