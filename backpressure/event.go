@@ -35,7 +35,7 @@ func (l Level) MarshalText() ([]byte, error) {
 	return []byte(l.String()), nil
 }
 
-// UnmarshalText accepts "ok", "soft" or "hard" (any case).
+// UnmarshalText accepts what ParseLevel accepts.
 func (l *Level) UnmarshalText(b []byte) error {
 	v, err := ParseLevel(string(b))
 	if err != nil {
@@ -45,17 +45,34 @@ func (l *Level) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// ParseLevel parses "ok", "soft" or "hard" (any case).
+// ParseLevel parses "ok", "soft" or "hard" with ASCII letters in any case
+// ("Hard", "sOFT"). Other spellings, including Unicode look-alikes, are
+// errors.
 func ParseLevel(s string) (Level, error) {
-	switch s {
-	case "ok", "OK", "Ok":
-		return OK, nil
-	case "soft", "SOFT", "Soft":
-		return Soft, nil
-	case "hard", "HARD", "Hard":
-		return Hard, nil
+	for l := OK; l <= Hard; l++ {
+		if equalFoldASCII(s, l.String()) {
+			return l, nil
+		}
 	}
 	return OK, fmt.Errorf("unknown level %q (want ok, soft or hard)", s)
+}
+
+// equalFoldASCII reports whether s equals lower, a lower-case ASCII string,
+// ignoring the case of ASCII letters only.
+func equalFoldASCII(s, lower string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Reasons carried by events.

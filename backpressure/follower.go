@@ -1,0 +1,253 @@
+package backpressure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Defaults shared by the publisher in the store and the followers in
+// producers.
+const (
+	// DefaultTopic is the feedback topic name (MDS_FEEDBACK_TOPIC).
+	DefaultTopic = "market.feedback"
+	// DefaultHeartbeat is how often a coordinator re-publishes its level
+	// (MDS_FB_HEARTBEAT_INTERVAL).
+	DefaultHeartbeat = 5 * time.Second
+	// DefaultStale is how long a coordinator keeps counting after its last
+	// event: three heartbeats.
+	DefaultStale = 3 * DefaultHeartbeat
+)
+
+// Default rate scales per level, from the original pipeline.
+const (
+	DefaultScaleOK   = 1.0
+	DefaultScaleSoft = 0.5
+	DefaultScaleHard = 0.0
+)
+
+// Option configures a Follower.
+type Option func(*Follower)
+
+// WithBrokers sets the seed brokers. It may be left out when WithClientOpts
+// carries kgo.SeedBrokers.
+func WithBrokers(brokers ...string) Option {
+	return func(f *Follower) { f.clientOpts = append(f.clientOpts, kgo.SeedBrokers(brokers...)) }
+}
+
+// WithTopic sets the feedback topic (default DefaultTopic).
+func WithTopic(topic string) Option {
+	return func(f *Follower) { f.topic = topic }
+}
+
+// WithClientOpts adds franz-go client options, for example TLS
+// (kgo.DialTLSConfig) and SASL (kgo.SASL). The follower adds its own consume
+// options after these.
+func WithClientOpts(opts ...kgo.Opt) Option {
+	return func(f *Follower) { f.clientOpts = append(f.clientOpts, opts...) }
+}
+
+// WithStale sets how long a coordinator keeps counting after its last event
+// (default DefaultStale). Keep it a few times the publishers' heartbeat
+// interval, and well above the clock skew between hosts.
+func WithStale(d time.Duration) Option {
+	return func(f *Follower) { f.stale = d }
+}
+
+// WithScales sets the rate scale of each level (default 1.0, 0.5, 0.0). They
+// must satisfy 0 ≤ hard ≤ soft ≤ ok ≤ 1.
+func WithScales(ok, soft, hard float64) Option {
+	return func(f *Follower) { f.scales = [3]float64{ok, soft, hard} }
+}
+
+// OnChange sets a function called with the new level each time the level
+// changes. It is called from the goroutine running Run and must not block.
+func OnChange(fn func(Level)) Option {
+	return func(f *Follower) { f.onChange = fn }
+}
+
+// OnError sets a function called with fetch errors and with records that are
+// not feedback events (they are skipped). It is called from the goroutine
+// running Run and must not block. By default such errors are ignored: the
+// client retries fetch errors itself.
+func OnError(fn func(error)) Option {
+	return func(f *Follower) { f.onError = fn }
+}
+
+// Follower follows the feedback topic and tracks the current backpressure
+// level of the pipeline: the worst level among the coordinators heard from
+// within the stale period. With no coordinator heard from, the level is OK.
+//
+// It is a plain consumer (not a group member) that reads the topic from the
+// start, so the compacted topic tells it each coordinator's last state as soon
+// as it starts. Level, Scale and Changed are safe for concurrent use.
+type Follower struct {
+	topic      string
+	stale      time.Duration
+	scales     [3]float64
+	onChange   func(Level)
+	onError    func(error)
+	clientOpts []kgo.Opt
+	client     *kgo.Client
+
+	mu      sync.Mutex
+	coords  map[string]heard
+	level   Level
+	changed chan struct{}
+}
+
+// heard is the last event of one coordinator and when it was heard.
+type heard struct {
+	event Event
+	at    time.Time
+}
+
+// NewFollower returns a follower; it starts following when Run is called.
+func NewFollower(opts ...Option) (*Follower, error) {
+	f := &Follower{
+		topic:   DefaultTopic,
+		stale:   DefaultStale,
+		scales:  [3]float64{DefaultScaleOK, DefaultScaleSoft, DefaultScaleHard},
+		coords:  make(map[string]heard),
+		changed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(f)
+	}
+	if f.topic == "" {
+		return nil, errors.New("backpressure: empty topic")
+	}
+	if f.stale <= 0 {
+		return nil, fmt.Errorf("backpressure: stale period %v must be > 0", f.stale)
+	}
+	if s := f.scales; !(0 <= s[Hard] && s[Hard] <= s[Soft] && s[Soft] <= s[OK] && s[OK] <= 1) {
+		return nil, fmt.Errorf("backpressure: scales ok=%v soft=%v hard=%v must satisfy 0 ≤ hard ≤ soft ≤ ok ≤ 1", s[OK], s[Soft], s[Hard])
+	}
+	copts := append(f.clientOpts,
+		kgo.ConsumeTopics(f.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	cl, err := kgo.NewClient(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("backpressure: creating kafka client: %w", err)
+	}
+	f.client = cl
+	return f, nil
+}
+
+// Run follows the topic until ctx is done or Close is called, and then
+// returns nil. It must be called once.
+func (f *Follower) Run(ctx context.Context) error {
+	for {
+		next := f.evaluate(time.Now())
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !next.IsZero() {
+			// Wake up when the first coordinator goes stale, so the
+			// level falls without waiting for a record.
+			pollCtx, cancel = context.WithDeadline(ctx, next)
+		}
+		fetches := f.client.PollFetches(pollCtx)
+		cancel()
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return // our own wake-up
+			}
+			f.reportError(fmt.Errorf("fetching %s/%d: %w", topic, partition, err))
+		})
+		now := time.Now()
+		fetches.EachRecord(func(r *kgo.Record) { f.apply(r, now) })
+	}
+}
+
+// Close stops Run (if running) and closes the Kafka client.
+func (f *Follower) Close() { f.client.Close() }
+
+// Level returns the current level.
+func (f *Follower) Level() Level {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.level
+}
+
+// Scale returns the rate scale of the current level.
+func (f *Follower) Scale() float64 { return f.scales[f.Level()] }
+
+// Changed returns a channel that is closed at the next level change.
+func (f *Follower) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+// apply records one feedback record. A record without a value (a tombstone)
+// forgets its coordinator.
+func (f *Follower) apply(r *kgo.Record, now time.Time) {
+	if r.Value == nil {
+		f.mu.Lock()
+		delete(f.coords, string(r.Key))
+		f.mu.Unlock()
+		return
+	}
+	var e Event
+	if err := json.Unmarshal(r.Value, &e); err != nil {
+		f.reportError(fmt.Errorf("decoding feedback record at %s/%d@%d: %w", r.Topic, r.Partition, r.Offset, err))
+		return
+	}
+	id := string(r.Key)
+	if id == "" {
+		id = e.CoordinatorID
+	}
+	// An event counts from when it was raised, but never from the future:
+	// records read back from the compacted history are as old as they say.
+	at := now
+	if e.TS > 0 && e.Time().Before(now) {
+		at = e.Time()
+	}
+	f.mu.Lock()
+	f.coords[id] = heard{event: e, at: at}
+	f.mu.Unlock()
+}
+
+// evaluate forgets coordinators not heard from within the stale period,
+// recomputes the level, signals a change, and returns when the next
+// coordinator goes stale (zero if none is tracked).
+func (f *Follower) evaluate(now time.Time) (next time.Time) {
+	f.mu.Lock()
+	worst := OK
+	for id, h := range f.coords {
+		expires := h.at.Add(f.stale)
+		if !now.Before(expires) {
+			delete(f.coords, id)
+			continue
+		}
+		worst = max(worst, h.event.Level)
+		if next.IsZero() || expires.Before(next) {
+			next = expires
+		}
+	}
+	changed := worst != f.level
+	if changed {
+		f.level = worst
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	f.mu.Unlock()
+	if changed && f.onChange != nil {
+		f.onChange(worst)
+	}
+	return next
+}
+
+func (f *Follower) reportError(err error) {
+	if f.onError != nil {
+		f.onError(err)
+	}
+}
