@@ -1,0 +1,451 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+func TestSubmitAdmission(t *testing.T) {
+	h := start(t, testConfig(), newMemSink(), nil, false) // capacity 100
+	c := h.c
+	ctx := context.Background()
+	if err := c.Submit(ctx, chunk(p0, 0, 1)); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("Submit to an unassigned partition: %v, want ErrRevoked", err)
+	}
+	c.Assign([]tick.TopicPartition{p0})
+	if err := c.Submit(ctx, chunk(p0, 0, 150)); err != nil {
+		t.Fatalf("a chunk larger than the capacity is refused on an empty queue: %v", err)
+	}
+	if err := c.TrySubmit(chunk(p0, 150, 1)); err != ErrQueueFull {
+		t.Fatalf("TrySubmit on a full queue: %v, want ErrQueueFull", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := c.Submit(short, chunk(p0, 150, 1)); err != context.DeadlineExceeded {
+		t.Fatalf("blocked Submit: %v, want context.DeadlineExceeded", err)
+	}
+	if err := c.TrySubmit(chunk(p0, 7, 1)); err == nil || !strings.Contains(err.Error(), "contiguous") {
+		t.Fatalf("a gap in offsets: %v, want a contiguity error", err)
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- c.Submit(ctx, chunk(p0, 150, 1)) }()
+	select {
+	case err := <-blocked:
+		t.Fatalf("Submit on a full queue returned %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	h.run() // the workers make room
+	if err := <-blocked; err != nil {
+		t.Fatalf("blocked Submit: %v", err)
+	}
+}
+
+// produce submits, from one goroutine per partition, chunks of 1 to 10
+// records until each partition holds n records.
+func produce(t *testing.T, c *Coordinator, tps []tick.TopicPartition, n int) {
+	t.Helper()
+	c.Assign(tps)
+	var wg sync.WaitGroup
+	for i, tp := range tps {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 42))
+			for off := 0; off < n; {
+				k := min(1+r.IntN(10), n-off)
+				if err := c.Submit(context.Background(), chunk(tp, int64(off), k)); err != nil {
+					t.Error(err)
+					return
+				}
+				off += k
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// checkExactlyOnce checks that each partition's n records were committed
+// once each, in offset order, and acknowledged as contiguous ranges.
+func checkExactlyOnce(t *testing.T, h *harness, sink *memSink, tps []tick.TopicPartition, n int) {
+	t.Helper()
+	sink.mu.Lock()
+	if sink.overlap != nil {
+		t.Error(sink.overlap)
+	}
+	sink.mu.Unlock()
+	for _, tp := range tps {
+		got := sink.committed(tp)
+		if len(got) != n {
+			t.Errorf("%s: %d records committed, want %d", tp, len(got), n)
+		}
+		for i, off := range got {
+			if off != int64(i) {
+				t.Errorf("%s: record %d has offset %d: lost, duplicated or out of order", tp, i, off)
+				break
+			}
+		}
+		next := int64(0)
+		for _, r := range h.acks.of(tp) {
+			if r.From != next {
+				t.Errorf("%s: ack [%d,%d) after %d", tp, r.From, r.Next, next)
+			}
+			next = r.Next
+		}
+		if next != int64(n) {
+			t.Errorf("%s: acknowledged up to %d, want %d", tp, next, n)
+		}
+	}
+	if got := value(t, h.c.m.rows); got != float64(n*len(tps)) {
+		t.Errorf("rows written metric %v, want %d", got, n*len(tps))
+	}
+	if got := value(t, h.c.m.dropped); got != 0 {
+		t.Errorf("dropped %v ticks", got)
+	}
+}
+
+var eight = func() []tick.TopicPartition {
+	var tps []tick.TopicPartition
+	for _, topic := range []string{"a", "b"} {
+		for p := range int32(4) {
+			tps = append(tps, tick.TopicPartition{Topic: topic, Partition: p})
+		}
+	}
+	return tps
+}()
+
+func TestOrderPerPartitionUnderFourWorkers(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 4
+	sink := newMemSink()
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(1, 2))
+	sink.delay = func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return time.Duration(r.IntN(300)) * time.Microsecond
+	}
+	h := start(t, cfg, sink, nil, true)
+	produce(t, h.c, eight, 500)
+	if err := h.c.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, h, sink, eight, 500)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	mixed := slices.ContainsFunc(sink.batches, func(w []written) bool { return w[0].tp != w[len(w)-1].tp })
+	if !mixed {
+		t.Error("no batch mixed partitions")
+	}
+}
+
+func TestFailingSinkThenRecoveryLosesAndDuplicatesNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 4
+	cfg.Breaker.FailureThreshold = 3
+	sink := newMemSink()
+	sink.fail = func(call int, _ *tick.Batch) error {
+		switch {
+		case call > 40:
+			return nil
+		case call%7 == 0:
+			panic("sink bug")
+		case call%3 == 0:
+			return errPermanent
+		}
+		return temporary{}
+	}
+	h := start(t, cfg, sink, nil, true)
+	produce(t, h.c, eight, 300)
+	if err := h.c.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, h, sink, eight, 300)
+	if value(t, h.c.m.writeErrors[classPanic]) == 0 || value(t, h.c.m.writeErrors[classPermanent]) == 0 {
+		t.Error("the failures were not all exercised")
+	}
+	if got := value(t, h.c.m.workersAlive); got != 4 {
+		t.Errorf("%v workers alive, want 4", got)
+	}
+}
+
+// gate makes the sink's first write wait for release, then return err.
+func gate(sink *memSink, err error) (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	sink.fail = func(call int, _ *tick.Batch) error {
+		if call > 1 {
+			return nil
+		}
+		close(entered)
+		<-release
+		return err
+	}
+	return entered, release
+}
+
+func TestFencedPartitionsAreDroppedWhileOthersCommit(t *testing.T) {
+	sink := newMemSink()
+	entered, release := gate(sink, &tick.FencedError{Partitions: []tick.TopicPartition{p0}})
+	h := start(t, testConfig(), sink, nil, false) // 1 worker, batches of 20
+	c, ctx := h.c, context.Background()
+	c.Assign([]tick.TopicPartition{p0, p1})
+	for _, ch := range []*tick.Chunk{chunk(p0, 0, 10), chunk(p1, 0, 10)} {
+		if err := c.Submit(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.run()
+	<-entered // writing p0[0,10) + p1[0,10)
+	for _, ch := range []*tick.Chunk{chunk(p0, 10, 10), chunk(p0, 20, 10), chunk(p1, 10, 5)} {
+		if err := c.Submit(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	eventually(t, "p1 to be committed", func() bool { return len(sink.committed(p1)) == 15 })
+	if got := sink.committed(p0); len(got) != 0 {
+		t.Errorf("fenced partition committed %v", got)
+	}
+	sink.mu.Lock()
+	first := sink.batches[0]
+	sink.mu.Unlock()
+	if !slices.Equal(first, []written{{p1, 0, 10}}) {
+		t.Errorf("retried batch %v, want only p1[0,10)", first)
+	}
+	if err := c.Submit(ctx, chunk(p0, 30, 1)); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Submit to a fenced partition: %v, want ErrRevoked", err)
+	}
+	if got := value(t, c.m.dropped); got != 30 {
+		t.Errorf("dropped %v ticks, want 30 (10 in the batch, 20 queued)", got)
+	}
+	if got := value(t, c.m.writeErrors[classFenced]); got != 1 {
+		t.Errorf("fenced errors %v, want 1", got)
+	}
+	if got := value(t, c.m.circuit); got != 0 {
+		t.Errorf("a fence moved the breaker to %v", got)
+	}
+	c.Assign([]tick.TopicPartition{p0}) // reassigned: starts again from the stored offset
+	if err := c.Submit(ctx, chunk(p0, 0, 5)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "p0 to be committed after reassignment", func() bool { return len(sink.committed(p0)) == 5 })
+}
+
+func TestRevokeDropsQueuedAndWaitsForInflight(t *testing.T) {
+	sink := newMemSink()
+	entered, release := gate(sink, nil)
+	cfg := testConfig()
+	cfg.BatchSize = 10
+	h := start(t, cfg, sink, nil, true)
+	c, ctx := h.c, context.Background()
+	c.Assign([]tick.TopicPartition{p0, p1})
+	if err := c.Submit(ctx, chunk(p0, 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	for _, ch := range []*tick.Chunk{chunk(p0, 10, 5), chunk(p0, 15, 5), chunk(p1, 0, 5)} {
+		if err := c.Submit(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revoked := make(chan struct{})
+	go func() {
+		c.Revoke(ctx, []tick.TopicPartition{p0}, true)
+		close(revoked)
+	}()
+	select {
+	case <-revoked:
+		t.Fatal("Revoke returned while p0's write was in flight")
+	case <-time.After(30 * time.Millisecond):
+	}
+	depths := map[tick.TopicPartition]int{p2: 99}
+	c.PartitionDepths(depths)
+	if len(depths) != 1 || depths[p1] != 5 {
+		t.Errorf("depths after revoke %v, want only p1: 5", depths)
+	}
+	if got := value(t, c.m.dropped); got != 10 {
+		t.Errorf("dropped %v, want the 10 queued ticks", got)
+	}
+	if got := c.Current().QueueSize; got != 5 {
+		t.Errorf("queue size %d, want 5", got)
+	}
+	if err := c.Submit(ctx, chunk(p0, 20, 1)); !errors.Is(err, ErrRevoked) {
+		t.Errorf("Submit to a revoked partition: %v", err)
+	}
+	close(release)
+	<-revoked
+	eventually(t, "p1 to be committed", func() bool { return len(sink.committed(p1)) == 5 })
+	if got := sink.committed(p0); len(got) != 10 {
+		t.Errorf("p0 committed %d records, want the 10 in flight", len(got))
+	}
+	start := time.Now()
+	c.Revoke(ctx, []tick.TopicPartition{p1, p2}, true) // nothing in flight
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("Revoke with nothing in flight took %v", d)
+	}
+}
+
+func TestRevokeDropsPartitionFromABatchAwaitingRetry(t *testing.T) {
+	sink := newMemSink()
+	entered, release := gate(sink, temporary{})
+	h := start(t, testConfig(), sink, nil, false)
+	c, ctx := h.c, context.Background()
+	c.Assign([]tick.TopicPartition{p0, p1})
+	for _, ch := range []*tick.Chunk{chunk(p0, 0, 10), chunk(p1, 0, 10)} {
+		if err := c.Submit(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.run()
+	<-entered
+	revoked := make(chan struct{})
+	go func() {
+		c.Revoke(ctx, []tick.TopicPartition{p0}, true)
+		close(revoked)
+	}()
+	close(release) // the attempt fails; the retry must leave p0 out
+	<-revoked
+	eventually(t, "p1 to be committed", func() bool { return len(sink.committed(p1)) == 10 })
+	if got := sink.committed(p0); len(got) != 0 {
+		t.Errorf("revoked partition written on retry: %v", got)
+	}
+	if got := value(t, c.m.dropped); got != 10 {
+		t.Errorf("dropped %v, want 10", got)
+	}
+}
+
+func TestDrainWritesEverything(t *testing.T) {
+	cfg := testConfig()
+	cfg.Workers = 4
+	cfg.FlushInterval = time.Hour // only Drain flushes the partial batches
+	sink := newMemSink()
+	h := start(t, cfg, sink, nil, true)
+	c := h.c
+	tps := []tick.TopicPartition{p0, p1, p2}
+	c.Assign(tps)
+	for i, tp := range tps {
+		if err := c.Submit(context.Background(), chunk(tp, 0, 3+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i, tp := range tps {
+		if got := len(sink.committed(tp)); got != 3+i {
+			t.Errorf("%s: %d committed, want %d", tp, got, 3+i)
+		}
+	}
+	if err := c.Submit(context.Background(), chunk(p0, 3, 1)); err != ErrClosed {
+		t.Errorf("Submit after Drain: %v, want ErrClosed", err)
+	}
+}
+
+func TestDrainIsBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.DrainTimeout = 50 * time.Millisecond
+	h := start(t, cfg, newMemSink(), nil, false) // no workers: nothing drains
+	c := h.c
+	c.Assign([]tick.TopicPartition{p0})
+	if err := c.Submit(context.Background(), chunk(p0, 0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- c.Submit(context.Background(), chunk(p0, 100, 1)) }()
+	start := time.Now()
+	err := c.Drain(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "100 ticks queued") {
+		t.Errorf("Drain = %v, want a deadline error counting 100 ticks", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Drain took %v with a 50ms timeout", d)
+	}
+	if err := <-blocked; err != ErrClosed {
+		t.Errorf("blocked Submit: %v, want ErrClosed", err)
+	}
+}
+
+func TestFeedbackEvents(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		t.Run(map[bool]string{true: "enabled", false: "disabled"}[enabled], func(t *testing.T) {
+			cfg := testConfig() // capacity 100: soft above 50, hard at 80
+			cfg.EnableFeedback = enabled
+			h := start(t, cfg, newMemSink(), nil, false)
+			rec := newRecorder()
+			h.bus.Subscribe("test", rec)
+			h.c.Assign([]tick.TopicPartition{p0})
+			for i := range 9 {
+				if err := h.c.TrySubmit(chunk(p0, int64(10*i), 10)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if cur := h.c.Current(); cur.Level != backpressure.Hard || cur.QueueSize != 90 {
+				t.Errorf("Current() = %+v, want hard at 90", cur)
+			}
+			if got := value(t, h.c.m.level); got != 2 {
+				t.Errorf("level gauge %v, want 2", got)
+			}
+			var last backpressure.Event
+			if enabled {
+				for last.Level != backpressure.Hard {
+					last = rec.next(t)
+				}
+			} else {
+				select {
+				case last = <-rec.ch:
+					t.Errorf("event %+v published with feedback disabled", last)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			want := map[bool]float64{true: 1, false: 0}[enabled]
+			for _, l := range []backpressure.Level{backpressure.Soft, backpressure.Hard} {
+				if got := value(t, h.c.m.events[l]); got != want {
+					t.Errorf("%v events counted %v, want %v", l, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestMetricsAreRegistered(t *testing.T) {
+	sink := newMemSink()
+	h := start(t, testConfig(), sink, nil, true)
+	produce(t, h.c, []tick.TopicPartition{p0}, 50)
+	if err := h.c.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := h.reg.Gather() // the pedantic registry checks consistency
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+	}
+	for _, name := range []string{
+		"mds_coord_items_submitted_total", "mds_coord_queue_depth", "mds_coord_queue_capacity",
+		"mds_coord_level", "mds_coord_workers_alive", "mds_coord_circuit_state",
+		"mds_coord_dropped_ticks_total", "mds_worker_batches_written_total",
+		"mds_worker_rows_written_total", "mds_worker_write_errors_total", "mds_worker_retries_total",
+		"mds_worker_write_latency_seconds", "mds_ingest_latency_seconds", "mds_feedback_events_total",
+	} {
+		if !got[name] {
+			t.Errorf("metric %s not exported", name)
+		}
+	}
+	if v := value(t, h.c.m.submitted); v != 50 {
+		t.Errorf("submitted %v, want 50", v)
+	}
+	if v := value(t, h.c.m.capacity); v != 100 {
+		t.Errorf("capacity %v, want 100", v)
+	}
+	if v := value(t, h.c.m.depth); v != 0 {
+		t.Errorf("depth after drain %v", v)
+	}
+}
