@@ -1,0 +1,105 @@
+package feedback
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/secret"
+)
+
+// Config configures the ways feedback leaves the process. Whether events are
+// raised at all is the coordinator's MDS_FB_ENABLE_FEEDBACK.
+type Config struct {
+	// Topic is the compacted feedback topic, keyed by coordinator id.
+	Topic string `env:"MDS_FEEDBACK_TOPIC" help:"Kafka topic the backpressure level is published on (compacted, key = coordinator id)"`
+	// HeartbeatInterval is how often the current level is re-published, so
+	// that a producer that starts late or missed an event learns the level
+	// within one interval. Producers stop counting a coordinator silent for
+	// three intervals (backpressure.DefaultStale).
+	HeartbeatInterval time.Duration `env:"MDS_FB_HEARTBEAT_INTERVAL" help:"re-publish the current level this often (bare number: seconds)"`
+
+	Webhook WebhookConfig
+}
+
+// WebhookConfig configures the HTTP webhook, named as in the original
+// service.
+type WebhookConfig struct {
+	Enabled  bool   `env:"MDS_FB_ENABLE_HTTP_BROADCAST" help:"POST every level change to MDS_FB_HTTP_ENDPOINT"`
+	Endpoint string `env:"MDS_FB_HTTP_ENDPOINT" help:"webhook URL (http or https)"`
+	// Timeout bounds one attempt, response included.
+	Timeout time.Duration `env:"MDS_FB_HTTP_TIMEOUT" help:"timeout of one webhook attempt (bare number: seconds)"`
+	// MaxRetries is the number of attempts after the first one.
+	MaxRetries int `env:"MDS_FB_HTTP_MAX_RETRIES" help:"webhook retries after the first attempt (0-10)"`
+	// Backoff is the base of the exponential backoff: retry n waits between
+	// Backoff×2^(n-1)/2 and Backoff×2^(n-1), at most MaxBackoff.
+	Backoff time.Duration `env:"MDS_FB_HTTP_BACKOFF" help:"base wait before the first webhook retry, doubled for each further retry (bare number: seconds)"`
+	// Token, when set, is sent as "Authorization: Bearer <token>".
+	Token     secret.Secret `env:"MDS_FB_HTTP_TOKEN" help:"bearer token sent to the webhook"`
+	TokenFile string        `env:"MDS_FB_HTTP_TOKEN_FILE" help:"file holding the webhook bearer token (instead of MDS_FB_HTTP_TOKEN)"`
+	// HMACSecret, when set, signs each body: header
+	// "X-MDS-Signature: sha256=<hex of HMAC-SHA256(secret, body)>".
+	HMACSecret     secret.Secret `env:"MDS_FB_HTTP_HMAC_SECRET" help:"key of the X-MDS-Signature HMAC-SHA256 of the webhook body"`
+	HMACSecretFile string        `env:"MDS_FB_HTTP_HMAC_SECRET_FILE" help:"file holding the webhook HMAC key (instead of MDS_FB_HTTP_HMAC_SECRET)"`
+}
+
+// MaxBackoff caps one wait between webhook attempts.
+const MaxBackoff = 30 * time.Second
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Topic:             backpressure.DefaultTopic,
+		HeartbeatInterval: backpressure.DefaultHeartbeat,
+		Webhook: WebhookConfig{
+			Timeout:    2500 * time.Millisecond,
+			MaxRetries: 3,
+			Backoff:    500 * time.Millisecond,
+		},
+	}
+}
+
+// Validate reports settings that cannot work, naming the variable.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Topic == "" {
+		errs = append(errs, errors.New("MDS_FEEDBACK_TOPIC must not be empty"))
+	}
+	if c.HeartbeatInterval <= 0 {
+		errs = append(errs, errors.New("MDS_FB_HEARTBEAT_INTERVAL must be > 0"))
+	}
+	return errors.Join(append(errs, c.Webhook.Validate())...)
+}
+
+// Validate reports webhook settings that cannot work, naming the variable.
+// A disabled webhook is not checked.
+func (c WebhookConfig) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if c.Endpoint == "" {
+		errs = append(errs, errors.New("MDS_FB_HTTP_ENDPOINT must be set when MDS_FB_ENABLE_HTTP_BROADCAST is true"))
+	} else if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// The URL is not quoted: it may carry credentials.
+		errs = append(errs, errors.New("MDS_FB_HTTP_ENDPOINT must be an http:// or https:// URL with a host"))
+	}
+	if c.Timeout <= 0 {
+		errs = append(errs, errors.New("MDS_FB_HTTP_TIMEOUT must be > 0"))
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > 10 {
+		errs = append(errs, fmt.Errorf("MDS_FB_HTTP_MAX_RETRIES must be between 0 and 10, not %d", c.MaxRetries))
+	}
+	if c.Backoff <= 0 {
+		errs = append(errs, errors.New("MDS_FB_HTTP_BACKOFF must be > 0"))
+	}
+	if !c.Token.IsZero() && c.TokenFile != "" {
+		errs = append(errs, errors.New("set MDS_FB_HTTP_TOKEN or MDS_FB_HTTP_TOKEN_FILE, not both"))
+	}
+	if !c.HMACSecret.IsZero() && c.HMACSecretFile != "" {
+		errs = append(errs, errors.New("set MDS_FB_HTTP_HMAC_SECRET or MDS_FB_HTTP_HMAC_SECRET_FILE, not both"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,197 @@
+package feedback
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/backpressure"
+)
+
+// Schema names the event format (docs/feedback-event.schema.json) in the
+// "schema" record header and the X-MDS-Schema webhook header.
+const Schema = "mds.feedback.v1"
+
+// topicTimeout bounds creating or checking the feedback topic at start.
+const topicTimeout = 10 * time.Second
+
+// Source gives the current queue state, re-published as heartbeats.
+// *coordinator.Coordinator is one.
+type Source interface {
+	Current() backpressure.Event
+}
+
+// KafkaPublisher publishes feedback events on the feedback topic: each event
+// it is notified of, and the current state every heartbeat interval. It never
+// blocks its caller: records are produced asynchronously, each one given one
+// heartbeat interval to be delivered; a failure is counted, logged once per
+// episode of failures, and made good by the next publication.
+type KafkaPublisher struct {
+	topic    string
+	interval time.Duration
+	client   *kgo.Client
+	src      Source
+	log      *zap.Logger
+	m        *metrics
+
+	failing  atomic.Bool  // in an episode of failures
+	failures atomic.Int64 // failures in the current episode
+}
+
+// NewKafkaPublisher returns a publisher producing with client, which the
+// caller builds (brokers, TLS, SASL) and closes after Run has returned. The
+// client should keep franz-go's default idempotent producer, so that
+// retries cannot reorder a coordinator's events.
+func NewKafkaPublisher(cfg Config, client *kgo.Client, src Source, log *zap.Logger, reg prometheus.Registerer) (*KafkaPublisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("registering feedback metrics: %w", err)
+	}
+	return &KafkaPublisher{
+		topic:    cfg.Topic,
+		interval: cfg.HeartbeatInterval,
+		client:   client,
+		src:      src,
+		log:      log.Named("feedback_kafka").With(zap.String("topic", cfg.Topic)),
+		m:        m,
+	}, nil
+}
+
+// Notify publishes e. It returns at once and always nil: the outcome is
+// counted and logged by the publisher.
+func (p *KafkaPublisher) Notify(_ context.Context, e backpressure.Event) error {
+	p.publish(e)
+	return nil
+}
+
+// Run creates the topic if it is missing, then publishes the current state
+// at once and every heartbeat interval until ctx is done. It returns nil.
+// While the brokers cannot be reached, creating the topic is tried again at
+// each heartbeat.
+func (p *KafkaPublisher) Run(ctx context.Context) error {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for topicDone, tries := false, 0; ; {
+		if !topicDone {
+			topicDone = p.ensureTopic(ctx, tries == 0)
+			tries++
+		}
+		e := p.src.Current()
+		e.Reason = backpressure.ReasonHeartbeat
+		e.TS = backpressure.UnixSeconds(time.Now())
+		p.publish(e)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Stop waits, bounded by ctx, for the records in flight to be delivered, so
+// that the last level reaches the topic before the client is closed.
+func (p *KafkaPublisher) Stop(ctx context.Context) error {
+	if err := p.client.Flush(ctx); err != nil {
+		return fmt.Errorf("flushing feedback records: %w", err)
+	}
+	return nil
+}
+
+func (p *KafkaPublisher) publish(e backpressure.Event) {
+	v, err := json.Marshal(e)
+	if err != nil { // only an out-of-range level, a bug upstream
+		p.failed(fmt.Errorf("encoding feedback event: %w", err))
+		return
+	}
+	// A record older than one interval is superseded by the next
+	// publication: fail it rather than let it queue behind a dead broker.
+	ctx, cancel := context.WithTimeout(context.Background(), p.interval)
+	r := &kgo.Record{
+		Topic: p.topic,
+		Key:   []byte(e.CoordinatorID),
+		Value: v,
+		Headers: []kgo.RecordHeader{
+			{Key: "content-type", Value: []byte("application/json")},
+			{Key: "schema", Value: []byte(Schema)},
+		},
+		Context: ctx,
+	}
+	p.client.TryProduce(ctx, r, func(_ *kgo.Record, err error) {
+		cancel()
+		if err != nil {
+			p.failed(err)
+			return
+		}
+		p.m.published.WithLabelValues(sinkKafka, outcomeOK).Inc()
+		if p.failing.Swap(false) {
+			p.log.Info("publishing feedback recovered", zap.Int64("failed_publications", p.failures.Swap(0)))
+		}
+	})
+}
+
+func (p *KafkaPublisher) failed(err error) {
+	p.m.published.WithLabelValues(sinkKafka, outcomeError).Inc()
+	p.failures.Add(1)
+	if !p.failing.Swap(true) {
+		p.log.Warn("publishing feedback failed; retrying with the next publication", zap.Error(err))
+	}
+}
+
+// ensureTopic creates the topic, compacted, with one partition and the
+// broker's default replication, and reports whether that is settled: the
+// topic is there, or the cluster refused for good (say, no permission: the
+// topic may have been provisioned by someone else, and publishing will
+// tell). An existing topic that is not compacted is used as it is, with a
+// warning. Problems are logged, at warning level when first is set.
+func (p *KafkaPublisher) ensureTopic(ctx context.Context, first bool) (done bool) {
+	ctx, cancel := context.WithTimeout(ctx, topicTimeout)
+	defer cancel()
+	adm := kadm.NewClient(p.client) // not closed: that would close p.client
+	_, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, p.topic)
+	var kerrErr *kerr.Error
+	switch {
+	case err == nil:
+		p.log.Info("created feedback topic")
+		return true
+	case errors.As(err, &kerrErr) && !kerrErr.Retriable && !errors.Is(err, kerr.TopicAlreadyExists):
+		p.log.Warn("creating feedback topic", zap.Error(err))
+		return true
+	case !errors.Is(err, kerr.TopicAlreadyExists):
+		level := zap.DebugLevel
+		if first {
+			level = zap.WarnLevel
+		}
+		p.log.Log(level, "creating feedback topic; trying again at the next heartbeat", zap.Error(err))
+		return false
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, p.topic)
+	if err == nil {
+		var rc kadm.ResourceConfig
+		if rc, err = cfgs.On(p.topic, nil); err == nil {
+			err = rc.Err
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil && !strings.Contains(*c.Value, "compact") {
+				p.log.Warn("feedback topic is not compacted: it keeps every heartbeat until retention, and followers read all of them at start",
+					zap.String("cleanup_policy", *c.Value))
+			}
+		}
+	}
+	if err != nil {
+		p.log.Warn("checking feedback topic configuration", zap.Error(err))
+	}
+	return true
+}
