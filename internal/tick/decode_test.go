@@ -275,13 +275,13 @@ func TestDecodeHonoursLimits(t *testing.T) {
 	}
 	d := NewDecoder(l)
 	for in, reason := range map[string]string{
-		`{"ts":"2026-01-02T15:04:05Z","symbol":"AB","venue":"V","price":-10}`: "",
-		`{"ts":"2026-01-02T15:04:05Z","symbol":"ABC","price":1}`:              ReasonInvalid,
-		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","venue":"VV","price":1}`:   ReasonInvalid,
-		`{"ts":"2025-12-31T23:59:59Z","symbol":"A","price":1}`:                ReasonInvalid,
-		`{"ts":"2026-02-01T00:00:00Z","symbol":"A","price":1}`:                ReasonInvalid,
-		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","price":10.5}`:             ReasonInvalid,
-		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","price":1,"ask":-11}`:      ReasonInvalid,
+		`{"ts":"2026-01-02T15:04:05Z","symbol":"AB","venue":"V","price":-10}`:                        "",
+		`{"ts":"2026-01-02T15:04:05Z","symbol":"ABC","price":1}`:                                     ReasonInvalid,
+		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","venue":"VV","price":1}`:                          ReasonInvalid,
+		`{"ts":"2025-12-31T23:59:59Z","symbol":"A","price":1}`:                                       ReasonInvalid,
+		`{"ts":"2026-02-01T00:00:00Z","symbol":"A","price":1}`:                                       ReasonInvalid,
+		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","price":10.5}`:                                    ReasonInvalid,
+		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","price":1,"ask":-11}`:                             ReasonInvalid,
 		`{"ts":"2026-01-02T15:04:05Z","symbol":"A","price":1,"x":"` + strings.Repeat("x", 50) + `"}`: ReasonTooLarge,
 	} {
 		var got Tick

@@ -15,13 +15,22 @@ import (
 // encoding/json's, what it accepts satisfies every rule and matches what
 // encoding/json reads, and what it accepts survives AppendJSON unchanged.
 func FuzzDecode(f *testing.F) {
+	// A small record limit keeps the too_large path in reach of the
+	// mutator, and the seeds small enough to minimize quickly.
+	lim := DefaultLimits()
+	lim.MaxRecordBytes = 1 << 10
+	var seeds []string
 	for _, tc := range validCases {
-		f.Add([]byte(tc.in))
+		seeds = append(seeds, tc.in)
 	}
 	for _, tc := range invalidCases {
-		f.Add([]byte(tc.in))
+		seeds = append(seeds, tc.in)
 	}
-	lim := DefaultLimits()
+	for _, in := range seeds {
+		if len(in) <= 2*lim.MaxRecordBytes {
+			f.Add([]byte(in))
+		}
+	}
 	d := NewDecoder(lim)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var tk Tick

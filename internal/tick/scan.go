@@ -180,12 +180,24 @@ func (s *scanner) literal(lit string) error {
 	return nil
 }
 
+// plain marks the bytes that stand for themselves inside a JSON string.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str scans a string at s, which is at its opening quote. It checks the
 // escapes' syntax but does not decode them.
 func (s *scanner) str() (raw []byte, esc bool, err error) {
 	start := s.pos + 1
 	for i := start; i < len(s.b); i++ {
-		switch c := s.b[i]; {
+		c := s.b[i]
+		if plain[c] {
+			continue
+		}
+		switch {
 		case c == '"':
 			s.pos = i + 1
 			return s.b[start:i], esc, nil
@@ -365,10 +377,51 @@ func parseInt64(b []byte) (int64, bool) {
 // parseFloat converts a number literal that the scanner accepted. It reports
 // false when the value is beyond the float64 range.
 func parseFloat(b []byte) (float64, bool) {
+	if f, ok := parseSimpleFloat(b); ok {
+		return f, true
+	}
 	// The conversion does not allocate for literals up to 32 bytes:
 	// ParseFloat does not retain its argument.
 	f, err := strconv.ParseFloat(string(b), 64)
 	return f, err == nil
+}
+
+// pow10 holds the powers of ten that a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseSimpleFloat converts the common literals, with at most 15 digits and
+// no exponent, exactly: the digits as an integer below 2^53 and the power of
+// ten are both exact, so one correctly rounded division gives the correctly
+// rounded result, as strconv would. It reports false for other literals.
+func parseSimpleFloat(b []byte) (float64, bool) {
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	var m uint64
+	n, frac := 0, -1
+	for i, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			m = m*10 + uint64(c-'0')
+			n++
+		case c == '.':
+			frac = len(b) - i - 1
+		default: // an exponent
+			return 0, false
+		}
+	}
+	if n > 15 {
+		return 0, false
+	}
+	f := float64(m)
+	if frac > 0 {
+		f /= pow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
 }
 
 // parseRFC3339 parses YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM), exactly the

@@ -1,7 +1,3 @@
-// Package tick holds the value types that flow through the pipeline: the
-// decoded Tick, the Kafka record it came from, dead letters, and the Chunk and
-// Batch that carry them from the consumer through the coordinator to the
-// store. It does no I/O.
 package tick
 
 import (
