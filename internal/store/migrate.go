@@ -30,9 +30,17 @@ var migrations = func() fs.FS {
 // so that another goose user of the database does not wait on us.
 const migrateLockID int64 = 0x6d64735f736368 // "mds_sch"
 
-// schemaVersionSQL reads the goose version, 0 before the first migration.
-const schemaVersionSQL = `SELECT CASE WHEN to_regclass('goose_db_version') IS NULL THEN 0
-	ELSE (SELECT coalesce(max(version_id), 0) FROM goose_db_version) END`
+// schemaVersion reads the goose version, 0 before the first migration. (It
+// does not use goose, whose reads create the version table.)
+func schemaVersion(ctx context.Context, q queryer) (int64, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('goose_db_version') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_db_version`).Scan(&v)
+	return v, err
+}
 
 // latestMigration is the newest embedded version.
 func latestMigration() int64 {
@@ -105,8 +113,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 // statements (or a comment line saying why there are none).
 func (s *Store) PlanMigrations(ctx context.Context) ([]string, error) {
 	var plan []string
-	var version int64
-	if err := s.pool.QueryRow(ctx, schemaVersionSQL).Scan(&version); err != nil {
+	version, err := schemaVersion(ctx, s.pool)
+	if err != nil {
 		return nil, fmt.Errorf("reading schema version: %w", err)
 	}
 	p, done, err := s.provider()

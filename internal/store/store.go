@@ -96,7 +96,7 @@ func (s *Store) Status(ctx context.Context) Status {
 		return st
 	}
 	defer c.Release()
-	if err := c.QueryRow(ctx, schemaVersionSQL).Scan(&st.SchemaVersion); err != nil {
+	if st.SchemaVersion, err = schemaVersion(ctx, c); err != nil {
 		st.Error = fmt.Sprintf("reading schema version: %v", err)
 		return st
 	}

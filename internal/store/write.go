@@ -10,16 +10,22 @@ import (
 	"github.com/market-data-store/mds/internal/tick"
 )
 
-// casOffsetSQL advances one partition's next offset if, and only if, the
-// stored value is what the writer expects ($5). From = -1 ("no row
-// expected") never matches a stored offset, so then only the insert path can
-// succeed. Either way the row ends up locked by this transaction, so two
-// writers of one partition serialize and the later one sees 0 rows.
-const casOffsetSQL = `INSERT INTO mds_offsets (consumer_group, topic, partition, next_offset, updated_at)
+// The offset compare-and-set, one statement per partition range. A range
+// whose From is -1 expects no stored row: insertOffsetSQL inserts one, and
+// if a row exists (or another transaction is inserting it and commits) it
+// affects 0 rows. Otherwise updateOffsetSQL moves the stored offset from
+// From to Next, and affects 0 rows if the stored value is anything else or
+// there is no row at all (a deleted row is not silently recreated from a
+// stale expectation). Both leave the row locked by this transaction, so two
+// writers of one partition serialize and the later one re-reads the row
+// after the earlier commits, sees the moved offset and gets 0 rows.
+const (
+	insertOffsetSQL = `INSERT INTO mds_offsets (consumer_group, topic, partition, next_offset, updated_at)
 VALUES ($1, $2, $3, $4, now())
-ON CONFLICT (consumer_group, topic, partition) DO UPDATE
-SET next_offset = EXCLUDED.next_offset, updated_at = now()
-WHERE mds_offsets.next_offset = $5`
+ON CONFLICT (consumer_group, topic, partition) DO NOTHING`
+	updateOffsetSQL = `UPDATE mds_offsets SET next_offset = $4, updated_at = now()
+WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5`
+)
 
 const insertDeadLetterSQL = `INSERT INTO mds_dead_letters (topic, partition, "offset", key, value, reason, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -104,7 +110,11 @@ func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (
 func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []tick.Range) ([]tick.TopicPartition, error) {
 	var batch pgx.Batch
 	for _, r := range ranges {
-		batch.Queue(casOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.From)
+		if r.From < 0 {
+			batch.Queue(insertOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next)
+		} else {
+			batch.Queue(updateOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.From)
+		}
 	}
 	br := tx.SendBatch(ctx, &batch)
 	var fenced []tick.TopicPartition

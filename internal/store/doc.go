@@ -1,0 +1,85 @@
+// Package store owns the database: the pgx connection pool, the schema and
+// its migrations, and every SQL statement of the service.
+//
+// # Writing: exactly once
+//
+// Write stores one *tick.Batch in ONE transaction, in this order:
+//
+//  1. The offset compare-and-set of every partition range of the batch
+//     (Batch.Ranges), pipelined in one round trip. A range with From = -1
+//     expects no stored row and inserts one; any other From must equal the
+//     stored next_offset, which moves to Next. A statement that affects 0
+//     rows means another member owns the partition: the transaction rolls
+//     back and Write returns a *tick.FencedError naming every fenced
+//     partition of the batch. The statements lock the offset rows, so a
+//     zombie and the new owner of a partition serialize, and the later one
+//     sees 0 rows.
+//  2. COPY of the tick rows into ticks, from a pgx.CopyFromSource that
+//     walks the batch's records in place (no per-row allocation).
+//  3. The dead letters of the batch's chunks into mds_dead_letters.
+//
+// When COPY fails with a data error (SQLSTATE class 22 or 23), Write finds
+// the bad rows by bisecting the batch under savepoints of the same
+// transaction, writes the good rows, and stores each bad row as a dead
+// letter with reason tick.ReasonRejected, its raw Kafka key and value and
+// "SQLSTATE: message" as the error. So bad input never blocks a partition,
+// and every record of the batch's ranges is stored once, as a row or as a
+// dead letter, together with the offsets that cover it.
+//
+// Any other failure rolls back and returns an error with a Temporary() bool
+// method (IsTemporary tells the same): connection loss, timeouts, 40001,
+// 40P01, class 53, 57P01-57P03 and the like are temporary and worth a retry
+// of the same batch; the rest are not. Write never retries by itself and
+// never drops a batch: the caller decides. Write blocks for as long as its
+// statements do, including on the offset row lock of a concurrent writer of
+// the same partition; ctx bounds it.
+//
+// LoadOffsets returns the stored next offsets, for the consumer to seek to
+// on assignment.
+//
+// # Schema and migrations
+//
+// Migrate applies the goose migrations embedded from migrations/ (table
+// goose_db_version keeps the version), then reconciles the TimescaleDB
+// settings. Both steps hold a PostgreSQL advisory lock (goose's session
+// locker, then pg_advisory_lock on one connection), so instances starting
+// together migrate one at a time; a re-run changes nothing. PlanMigrations
+// lists what Migrate would do without changing anything.
+//
+//	ticks(ts timestamptz NOT NULL, symbol text NOT NULL, venue text,
+//	      price double precision NOT NULL, size, bid, ask, bid_size,
+//	      ask_size double precision, seq bigint)
+//	      indexes (symbol, ts DESC) and (ts DESC)
+//	mds_offsets(consumer_group, topic, partition, next_offset, updated_at)
+//	      primary key (consumer_group, topic, partition)
+//	mds_dead_letters(id bigserial, topic, partition, "offset", key bytea,
+//	      value bytea, reason, error, created_at, replayed_at)
+//	      unique (topic, partition, "offset")
+//
+// With the timescaledb extension (created when the server offers it and
+// MDS_TS_CREATE_EXTENSION allows), ticks becomes a hypertable on ts
+// (MDS_TS_CHUNK_INTERVAL), compressed by symbol ordered by ts DESC with a
+// policy after MDS_TS_COMPRESS_AFTER, optionally dropped after
+// MDS_TS_RETENTION, and summarized in the continuous aggregate
+// bars_1m(bucket, symbol, open, high, low, close, volume, trades) with a
+// refresh policy and real-time aggregation. These steps depend on settings,
+// so they are not goose versions: they run after goose on every Migrate,
+// each idempotent, policies removed and added again so that changed settings
+// apply. Without the extension the tables stay plain, Migrate logs a
+// warning naming what is missing, and Status carries the same warning.
+//
+// ListDeadLetters, DeadLetters and MarkReplayed serve processor dlq list
+// and replay.
+//
+// # Metrics
+//
+//	mds_dead_letters_total{reason}            dead letters committed (decode, invalid, too_large, rejected)
+//	mds_store_transactions_total{result}      write transactions: committed, fenced, rolled_back
+//	mds_store_copy_rows_total                 tick rows committed
+//	mds_store_pool_acquired_conns             connections in use
+//	mds_store_pool_max_conns                  pool size limit
+//
+// The package starts no goroutines of its own beyond pgxpool's health
+// check, which Close stops. The DSN holds a password and is never logged
+// nor put into an error.
+package store
