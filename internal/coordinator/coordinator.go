@@ -85,6 +85,7 @@ func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg promet
 	})
 	onLevel := func(e backpressure.Event) {
 		m.level.Set(float64(e.Level))
+		c.log.Debug("backpressure level changed", zap.Stringer("level", e.Level), zap.Int("queue_size", e.QueueSize))
 		if !cfg.EnableFeedback {
 			return
 		}

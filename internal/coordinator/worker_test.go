@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/market-data-store/mds/internal/tick"
 )
 
