@@ -99,8 +99,14 @@ func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg promet
 // SetAcker sets who is told about committed ranges. The consumer is built
 // after the coordinator (it needs Submit), so it is handed over here rather
 // than in New; call it before the first Submit. Commits made while no
-// acker is set are not acknowledged.
-func (c *Coordinator) SetAcker(a Acker) { c.acker.Store(&a) }
+// acker is set (or after SetAcker(nil)) are not acknowledged.
+func (c *Coordinator) SetAcker(a Acker) {
+	if a == nil {
+		c.acker.Store(nil)
+		return
+	}
+	c.acker.Store(&a)
+}
 
 // Run runs the workers until ctx is done and returns nil once they have
 // all stopped. A batch being retried when ctx ends is abandoned, not
