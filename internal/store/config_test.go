@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -114,4 +115,20 @@ func TestOpenRegistersMetricsOnce(t *testing.T) {
 	if _, err := Open(context.Background(), cfg, zap.NewNop(), reg); err == nil {
 		t.Fatal("a second Store on the same registry must fail, not share counters silently")
 	}
+}
+
+// TestCloseStopsEverything checks that a Store leaves no goroutine behind
+// once Close returns (pgxpool's health check included).
+func TestCloseStopsEverything(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	url := pgtest.NewDatabase(t)
+	s, err := Open(testCtx(t), testConfig(url), zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(testCtx(t), batch(chunk("ticks", 0, -1, 10, "A"))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	goleak.VerifyNone(t, before)
 }

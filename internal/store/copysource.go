@@ -1,19 +1,29 @@
 package store
 
 import (
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/market-data-store/mds/internal/tick"
 )
 
 // tickSource is the pgx.CopyFromSource of Write. It walks a window of the
-// batch's records in place: Values hands pgx pointers to the fields of the
-// current record's Tick in one reused slice, so a row costs no allocation
-// and the batch is never copied into [][]any.
+// batch's records in place and never copies the batch into [][]any: each
+// row is loaded into one reused set of pgtype values, and Values hands pgx
+// the same slice of pointers to them every time. Pointers to pgtype values
+// implement pgx's valuer interfaces themselves, so pgx encodes them without
+// boxing a copy per field, and a row costs no allocation on either side.
 type tickSource struct {
 	chunks []*tick.Chunk
 	ci, ri int // chunk and record index of the next row
 	left   int // rows of the window still to yield
 	cur    *tick.Record
-	vals   [10]any
+	row    struct {
+		ts                                      pgtype.Timestamptz
+		symbol, venue                           pgtype.Text
+		price, size, bid, ask, bidSize, askSize pgtype.Float8
+		seq                                     pgtype.Int8
+	}
+	vals []any
 }
 
 var _ interface {
@@ -23,7 +33,10 @@ var _ interface {
 } = (*tickSource)(nil)
 
 func newTickSource(chunks []*tick.Chunk) *tickSource {
-	return &tickSource{chunks: chunks}
+	s := &tickSource{chunks: chunks}
+	r := &s.row
+	s.vals = []any{&r.ts, &r.symbol, &r.venue, &r.price, &r.size, &r.bid, &r.ask, &r.bidSize, &r.askSize, &r.seq}
+	return s
 }
 
 // window positions the source on rows [lo, hi) of the batch, counting
@@ -65,27 +78,18 @@ func (s *tickSource) Next() bool {
 }
 
 func (s *tickSource) Values() ([]any, error) {
-	t := &s.cur.Tick
-	v := s.vals[:]
-	v[0] = &t.TS
-	v[1] = &t.Symbol
-	v[2] = opt(t.Has&tick.HasVenue != 0, &t.Venue)
-	v[3] = &t.Price
-	v[4] = opt(t.Has&tick.HasSize != 0, &t.Size)
-	v[5] = opt(t.Has&tick.HasBid != 0, &t.Bid)
-	v[6] = opt(t.Has&tick.HasAsk != 0, &t.Ask)
-	v[7] = opt(t.Has&tick.HasBidSize != 0, &t.BidSize)
-	v[8] = opt(t.Has&tick.HasAskSize != 0, &t.AskSize)
-	v[9] = opt(t.Has&tick.HasSeq != 0, &t.Seq)
-	return v, nil
+	t, r := &s.cur.Tick, &s.row
+	r.ts = pgtype.Timestamptz{Time: t.TS, Valid: true}
+	r.symbol = pgtype.Text{String: t.Symbol, Valid: true}
+	r.venue = pgtype.Text{String: t.Venue, Valid: t.Has&tick.HasVenue != 0}
+	r.price = pgtype.Float8{Float64: t.Price, Valid: true}
+	r.size = pgtype.Float8{Float64: t.Size, Valid: t.Has&tick.HasSize != 0}
+	r.bid = pgtype.Float8{Float64: t.Bid, Valid: t.Has&tick.HasBid != 0}
+	r.ask = pgtype.Float8{Float64: t.Ask, Valid: t.Has&tick.HasAsk != 0}
+	r.bidSize = pgtype.Float8{Float64: t.BidSize, Valid: t.Has&tick.HasBidSize != 0}
+	r.askSize = pgtype.Float8{Float64: t.AskSize, Valid: t.Has&tick.HasAskSize != 0}
+	r.seq = pgtype.Int8{Int64: t.Seq, Valid: t.Has&tick.HasSeq != 0}
+	return s.vals, nil
 }
 
 func (s *tickSource) Err() error { return nil }
-
-// opt is p when the field is present and nil (SQL NULL) when it is not.
-func opt[T any](present bool, p *T) any {
-	if present {
-		return p
-	}
-	return nil
-}

@@ -14,7 +14,9 @@ import (
 )
 
 func TestIsTemporary(t *testing.T) {
-	pg := func(code string) error { return fmt.Errorf("copying ticks: %w", &pgconn.PgError{Code: code, Message: "m"}) }
+	pg := func(code string) error {
+		return fmt.Errorf("copying ticks: %w", &pgconn.PgError{Code: code, Message: "m"})
+	}
 	cases := []struct {
 		name string
 		err  error
