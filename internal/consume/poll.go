@@ -32,12 +32,12 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) error {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
 		fetches := cl.PollRecords(pctx, limit)
 		cancel()
+		c.polled.Store(true)
 		err := c.handOff(ctx, cl, fetches)
 		cl.AllowRebalance()
 		if err != nil {
 			return err
 		}
-		c.polled.Store(true)
 		c.updateLag()
 	}
 	return nil

@@ -1,0 +1,105 @@
+// Package consume is the Kafka side of the pipeline: one franz-go
+// consumer-group member that fetches tick records, decodes them, and hands
+// them to the coordinator as tick.Chunks, with offsets managed by the
+// database rather than by Kafka.
+//
+// # Contract
+//
+// The Consumer uses two small interfaces that it declares: Queue (the
+// coordinator: Submit, Assign, Revoke, Drain, PartitionDepths, Current) and
+// OffsetStore (LoadOffsets from mds_offsets). It implements the
+// coordinator's Acker with Ack.
+//
+// Every chunk covers the offsets [From, Next) of one partition. From is the
+// next offset the member expects the database to hold for the partition:
+// the stored offset for the first chunk after an assignment (-1 when the
+// partition has no row), and the previous chunk's Next after that. Chunks
+// of a partition are submitted in offset order. Records carry their Kafka
+// key, value (copied out of franz-go's fetch buffers), timestamp and offset;
+// records that do not decode or validate are in the chunk's Dead, labelled
+// with a tick.Reason*, so that a bad record never stops its partition and is
+// stored exactly once with the good ones.
+//
+// # Offsets and exactly once
+//
+// Auto-commit is off. On assignment, franz-go's AdjustFetchOffsetsFn reads
+// the stored offsets and seeks every partition that has a row to it;
+// partitions without a row start where franz-go would (the Kafka committed
+// offset, else MDS_KAFKA_START_OFFSET). If the database cannot be read, the
+// read is retried with backoff (counted in
+// mds_consumer_offset_load_errors_total) for as long as the group session
+// lasts: the member keeps heartbeating and fetches nothing for those
+// partitions, so an outage delays them and never skips data. The database's
+// compare-and-set on From, not this package, fences a zombie member.
+//
+// After each database commit the coordinator calls Ack; the next offsets
+// are then committed to Kafka in the background (one commit at a time,
+// newer acks coalescing), for lag tooling only. Failed commits are counted
+// and retried with the next one.
+//
+// # Rebalances
+//
+// The client uses BlockRebalanceOnPoll: a rebalance runs only between a
+// hand-off and the next poll, or while a Submit is blocked on a full queue
+// (Submit is tried in 100 ms slices, rebalances are allowed between them,
+// so a full queue never holds the group hostage). A chunk whose partition
+// was revoked (or revoked and assigned again) while it waited is dropped;
+// the partition's next owner reads it again from the stored offset.
+//
+//   - Assigned: Queue.Assign, then the seek above.
+//   - Revoked: stop feeding the partitions, Queue.Revoke with wait (its
+//     queued ticks are dropped, the in-flight write is awaited for at most
+//     MDS_KAFKA_REVOKE_TIMEOUT), resume any pause on them, and commit their
+//     acknowledged offsets to Kafka (again at most MDS_KAFKA_REVOKE_TIMEOUT).
+//   - Lost: the same without waiting and without committing.
+//
+// # Backpressure
+//
+// PausePlan turns the queue's level into fetch control: HARD pauses every
+// assigned partition, SOFT the partitions holding more than their fair share
+// of the queued ticks, OK none. The plan is applied (PauseFetchPartitions /
+// ResumeFetchPartitions against the client's paused set) before every poll,
+// between Submit slices and in every rebalance callback; anything paused and
+// not in the plan is resumed, including partitions no longer assigned,
+// because franz-go keeps pauses across assignments (franz-go #507, #1272).
+// Polls last at most 200 ms and fetches at most MDS_KAFKA_FETCH_MAX_WAIT, so
+// a level change takes effect within a fraction of a second, and the member
+// keeps polling (and stays in the group) while everything is paused.
+//
+// # Bounded memory
+//
+// One poll returns at most a fifth of the queue's capacity, so a chunk always
+// fits in the queue's headroom. franz-go buffers at most one fetch per
+// broker, of at most MDS_KAFKA_FETCH_MAX_BYTES (16 MiB by default).
+//
+// # Goroutines
+//
+// Run owns every goroutine it starts and waits for them before it returns:
+// the poll loop (Run's own goroutine, the only user of the decoder), a
+// committer for Ack, a watcher for Stop, and the franz-go client's. The
+// group callbacks run on franz-go's goroutines. Ack, Ready and Stop are safe
+// from any goroutine.
+//
+// # Shutdown
+//
+// Stop(ctx), in this order: stop polling (a chunk still waiting for room is
+// abandoned; it is not in the database and will be read again), Queue.Drain
+// to write everything queued, a final Kafka commit of the acknowledged
+// offsets, then CloseAllowingRebalance, which leaves the group (revoking
+// what is left) unless MDS_KAFKA_INSTANCE_ID makes the member static. If
+// Run's context ends without Stop, the same happens without the drain.
+//
+// # Metrics
+//
+//   - mds_consumer_records_total: records fetched and handed on.
+//   - mds_consumer_decode_errors_total{reason}: dead-lettered records, by
+//     reason (decode, invalid, too_large).
+//   - mds_consumer_paused_partitions: partitions paused by backpressure.
+//   - mds_consumer_assigned_partitions: partitions assigned to this member.
+//   - mds_consumer_rebalances_total{event}: assigned, revoked, lost.
+//   - mds_consumer_lag_records: high watermark minus next offset, summed over
+//     assigned partitions, as of each partition's last fetch (a paused
+//     partition's lag is not refreshed until it is fetched again).
+//   - mds_consumer_commit_errors_total: failed Kafka commits.
+//   - mds_consumer_offset_load_errors_total: failed reads of stored offsets.
+package consume
