@@ -211,6 +211,9 @@ func TestConsumesEveryRecordInChainedChunks(t *testing.T) {
 			if i > 0 && ch.From != chunks[i-1].Next {
 				t.Errorf("%s: chunk %d From = %d, previous Next = %d", tp(p), i, ch.From, chunks[i-1].Next)
 			}
+			if ch.Size() > 500/5 {
+				t.Errorf("%s: chunk %d holds %d records, more than a fifth of the queue's capacity", tp(p), i, ch.Size())
+			}
 			last := ch.Records[len(ch.Records)-1]
 			if ch.Next != last.Offset+1 || len(ch.Dead) != 0 {
 				t.Errorf("%s: chunk %d Next = %d after offset %d, %d dead", tp(p), i, ch.Next, last.Offset, len(ch.Dead))

@@ -125,7 +125,7 @@ type revokeCall struct {
 }
 
 func newFakeQueue(db *fakeDB) *fakeQueue {
-	return &fakeQueue{db: db, lanes: make(map[tick.TopicPartition]bool), chunks: make(map[tick.TopicPartition][]*tick.Chunk), capacity: 10000}
+	return &fakeQueue{db: db, lanes: make(map[tick.TopicPartition]bool), chunks: make(map[tick.TopicPartition][]*tick.Chunk), capacity: 500}
 }
 
 func (q *fakeQueue) Submit(ctx context.Context, ch *tick.Chunk) error {
