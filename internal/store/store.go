@@ -19,11 +19,12 @@ type Store struct {
 	m    *metrics
 }
 
-// Open creates the connection pool and registers the metrics on reg. When
-// cfg.AutoMigrate is set it also runs Migrate, so a database that cannot be
-// reached or migrated fails Open; otherwise connections are made on first
-// use. The DSN never appears in logs or errors: Open logs host, port,
-// database and user only.
+// Open creates the connection pool and registers the metrics on reg (which
+// must not be nil; a command that serves no metrics can pass a fresh
+// prometheus.NewRegistry()). When cfg.AutoMigrate is set it also runs
+// Migrate, so a database that cannot be reached or migrated fails Open;
+// otherwise connections are made on first use. The DSN never appears in
+// logs or errors: Open logs host, port, database and user only.
 func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

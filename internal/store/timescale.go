@@ -204,7 +204,8 @@ func (s *Store) ensureExtension(ctx context.Context, c *pgxpool.Conn) (tsState, 
 // closed, which releases the lock too, rather than going back to the pool
 // still holding it.
 func unlock(ctx context.Context, c *pgxpool.Conn) {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if _, err := c.Exec(ctx, "SELECT pg_advisory_unlock($1)", migrateLockID); err != nil {
 		_ = c.Conn().Close(ctx)
 	}
