@@ -138,11 +138,14 @@ func (g *Generator) Run(ctx context.Context, report func(Progress)) (Progress, e
 	return p, err
 }
 
-// produce is the generator loop.
+// produce is the generator loop. The end of Duration stops the loop only;
+// ctx being done also fails the ticks still waiting in Produce (for buffer
+// space or for the topic's metadata), which then count as not sent.
 func (g *Generator) produce(ctx context.Context) error {
+	loop := ctx
 	if g.cfg.Duration > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, g.cfg.Duration)
+		loop, cancel = context.WithTimeout(ctx, g.cfg.Duration)
 		defer cancel()
 	}
 	promise := func(_ *kgo.Record, err error) {
@@ -150,7 +153,7 @@ func (g *Generator) produce(ctx context.Context) error {
 		case err == nil:
 			g.acked.Add(1)
 		case ctx.Err() != nil && errors.Is(err, ctx.Err()):
-			g.sent.Add(-1) // the end came while Produce waited for buffer space
+			g.sent.Add(-1) // interrupted before it was sent
 		default:
 			err = fmt.Errorf("producing tick: %w", err)
 			g.err.CompareAndSwap(nil, &err)
@@ -158,15 +161,14 @@ func (g *Generator) produce(ctx context.Context) error {
 	}
 	var buf []byte
 	for g.cfg.Count == 0 || g.seq < g.cfg.Count {
-		if g.err.Load() != nil || g.limiter.Wait(ctx) != nil {
+		if g.err.Load() != nil || g.limiter.Wait(loop) != nil {
 			return nil // the failure is reported by Run; ctx done is the end
 		}
 		t := g.next()
 		buf = tick.AppendJSON(buf[:0], &t)
 		r := &kgo.Record{
-			Key:     []byte(t.Symbol),
-			Value:   append([]byte(nil), buf...),
-			Context: context.Background(), // stopping must not fail ticks in flight
+			Key:   []byte(t.Symbol),
+			Value: append([]byte(nil), buf...),
 		}
 		g.client.Produce(ctx, r, promise)
 		g.sent.Add(1)
