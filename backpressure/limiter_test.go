@@ -55,13 +55,15 @@ func sends(t *testing.T, l *backpressure.Limiter, d time.Duration) int {
 func TestLimiterScalesRate(t *testing.T) {
 	const target = 2000.0
 	src := newScale(1)
-	l, err := backpressure.NewLimiter(target, 1, src)
+	// The default burst (10 ms worth) keeps the rate when timers oversleep
+	// on a loaded machine.
+	l, err := backpressure.NewLimiter(target, 0, src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const window = 400 * time.Millisecond
 	full := sends(t, l, window)
-	if max := int(target*window.Seconds()*1.2) + 1; full > max {
+	if max := int(target*window.Seconds()*1.2) + 20; full > max {
 		t.Fatalf("%d sends in %v at scale 1, more than %d", full, window, max)
 	}
 	src.set(0.5)

@@ -209,7 +209,7 @@ func TestKafkaPublisherNeverBlocks(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cl := newClient(t, kgo.SeedBrokers(addr), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	cl := newClient(t, kgo.SeedBrokers(addr), kgo.MetadataMinAge(100*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
 	core, logs := observer.New(zapcore.InfoLevel)
 	src := &state{e: backpressure.Event{CoordinatorID: "mds-1"}}
 	p := startPublisher(t, cl, src, 200*time.Millisecond, zap.New(core))
