@@ -16,7 +16,9 @@
 // produced asynchronously with TryProduce and each is given one heartbeat
 // interval to be delivered. Failures are counted, logged once per episode
 // (and once when publishing recovers), and made good by the next
-// publication. The *kgo.Client is built and closed by the caller, so TLS and
+// publication. A heartbeat racing a transition may briefly re-publish the
+// level just left; the topic holds the right level again within one
+// interval. The *kgo.Client is built and closed by the caller, so TLS and
 // SASL options are the caller's; Stop flushes it before shutdown.
 //
 // Webhook POSTs the same JSON to MDS_FB_HTTP_ENDPOINT when
