@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -40,8 +41,9 @@ func (f RunnerFunc) Run(ctx context.Context) error { return f(ctx) }
 // Hook registers r with the lifecycle under name.
 func Hook(lc fx.Lifecycle, sd fx.Shutdowner, log *zap.Logger, name string, r Runner) {
 	var (
-		cancel context.CancelFunc
-		done   chan struct{}
+		cancel   context.CancelFunc
+		done     chan struct{}
+		stopping atomic.Bool // set before a graceful Stop, which may end Run
 	)
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
@@ -50,7 +52,7 @@ func Hook(lc fx.Lifecycle, sd fx.Shutdowner, log *zap.Logger, name string, r Run
 			go func() {
 				defer close(done)
 				err := r.Run(ctx)
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || stopping.Load() {
 					if err != nil && !errors.Is(err, context.Canceled) {
 						log.Warn("component stopped with an error", zap.String("component", name), zap.Error(err))
 					}
@@ -66,6 +68,7 @@ func Hook(lc fx.Lifecycle, sd fx.Shutdowner, log *zap.Logger, name string, r Run
 		},
 		OnStop: func(ctx context.Context) error {
 			var stopErr error
+			stopping.Store(true)
 			if s, ok := r.(Stopper); ok {
 				if err := s.Stop(ctx); err != nil {
 					stopErr = fmt.Errorf("stopping %s: %w", name, err)

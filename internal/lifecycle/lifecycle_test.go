@@ -83,3 +83,38 @@ func TestGracefulStopComesBeforeCancel(t *testing.T) {
 		t.Fatalf("stopped gracefully %v, context cancelled before Stop %v", g.stoppedGracefully, g.ctxCancelledFirst)
 	}
 }
+
+// stopsRun ends Run from Stop, as the consumer does after draining.
+// Like the consumer, Stop waits for Run to have returned.
+type stopsRun struct{ stop, returned chan struct{} }
+
+func (s stopsRun) Run(context.Context) error {
+	<-s.stop
+	close(s.returned)
+	return nil
+}
+
+func (s stopsRun) Stop(context.Context) error {
+	close(s.stop)
+	<-s.returned
+	time.Sleep(20 * time.Millisecond) // the hook sees Run's return before its context is cancelled
+	return nil
+}
+
+func TestRunEndedByGracefulStopIsNoFailure(t *testing.T) {
+	var shutdowns int
+	app := fxtest.New(t, fx.Invoke(func(lc fx.Lifecycle, sd fx.Shutdowner) {
+		lifecycle.Hook(lc, sd, zap.NewNop(), "consumer", stopsRun{stop: make(chan struct{}), returned: make(chan struct{})})
+	}))
+	wait := app.Wait()
+	app.RequireStart()
+	app.RequireStop()
+	select {
+	case <-wait:
+		shutdowns++
+	default:
+	}
+	if shutdowns != 0 {
+		t.Fatal("a Run ended by Stop was taken for a failure")
+	}
+}

@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/store"
+)
+
+// Readiness sources, declared here where they are used.
+type (
+	groupMember interface{ Ready() bool }
+	database    interface {
+		Ping(ctx context.Context) error
+		Status(ctx context.Context) store.Status
+	}
+	levelSource interface{ Current() backpressure.Event }
+)
+
+// readyReport is the /readyz body.
+type readyReport struct {
+	Ready    bool              `json:"ready"`
+	Checks   map[string]string `json:"checks"`
+	Database store.Status      `json:"database"`
+	Level    string            `json:"level"`
+	Queue    int               `json:"queue_size"`
+}
+
+// healthServer serves /metrics, /healthz and /readyz.
+type healthServer struct {
+	addr   string
+	mux    *http.ServeMux
+	log    *zap.Logger
+	listen func(network, addr string) (net.Listener, error)
+}
+
+func newHealthServer(addr string, g prometheus.Gatherer, member groupMember, db database, lv levelSource, log *zap.Logger) *healthServer {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		rep := readyReport{Ready: true, Checks: map[string]string{}}
+		if member.Ready() {
+			rep.Checks["kafka"] = "ok"
+		} else {
+			rep.Ready, rep.Checks["kafka"] = false, "not yet a group member with assigned partitions polled"
+		}
+		if err := db.Ping(ctx); err != nil {
+			// The error of a ping names no secret: pgx errors carry host
+			// and user at most, never the password.
+			rep.Ready, rep.Checks["database"] = false, "unreachable: "+err.Error()
+		} else {
+			rep.Checks["database"] = "ok"
+		}
+		rep.Database = db.Status(ctx)
+		ev := lv.Current()
+		rep.Level, rep.Queue = ev.Level.String(), ev.QueueSize
+		w.Header().Set("Content-Type", "application/json")
+		if !rep.Ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(rep)
+	})
+	return &healthServer{addr: addr, mux: mux, log: log, listen: net.Listen}
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (h *healthServer) Run(ctx context.Context) error {
+	l, err := h.listen("tcp", h.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h.mux, ReadHeaderTimeout: 5 * time.Second}
+	h.log.Info("serving metrics and health", zap.String("addr", l.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/internal/consume"
+	"github.com/market-data-store/mds/internal/coordinator"
+	"github.com/market-data-store/mds/internal/feedback"
+	"github.com/market-data-store/mds/internal/lifecycle"
+	"github.com/market-data-store/mds/internal/store"
+	"github.com/market-data-store/mds/internal/version"
+)
+
+// Interfaces are bound to their implementations here, and nowhere else.
+var (
+	_ coordinator.Sink       = (*store.Store)(nil)
+	_ coordinator.Acker      = (*consume.Consumer)(nil)
+	_ consume.Queue          = (*coordinator.Coordinator)(nil)
+	_ consume.OffsetStore    = (*store.Store)(nil)
+	_ coordinator.Subscriber = (*feedback.KafkaPublisher)(nil)
+	_ coordinator.Subscriber = (*feedback.Webhook)(nil)
+	_ groupMember            = (*consume.Consumer)(nil)
+	_ database               = (*store.Store)(nil)
+	_ levelSource            = (*coordinator.Coordinator)(nil)
+)
+
+// kafkaOpts are the client options every Kafka client of the process shares
+// (brokers, TLS, SASL).
+type kafkaOpts []kgo.Opt
+
+// Module assembles the processor. reg is the registry /metrics serves;
+// extra options let dev mode and tests add to the graph.
+func Module(s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
+	return fx.Options(
+		fx.Supply(s, log, reg),
+		fx.Provide(
+			func(r *prometheus.Registry) prometheus.Registerer { return r },
+			func(r *prometheus.Registry) prometheus.Gatherer { return r },
+			newKafkaOpts,
+			newStore,
+			newBus,
+			newCoordinator,
+			newConsumer,
+		),
+		fx.WithLogger(func() fxevent.Logger {
+			return &fxevent.ZapLogger{Logger: log.Named("fx").WithOptions(zap.IncreaseLevel(zap.WarnLevel))}
+		}),
+		// Start order: HTTP, coordinator, feedback, consumer. Stop runs in
+		// reverse: the consumer stops polling and drains the queue first,
+		// HTTP keeps serving /metrics to the end.
+		fx.Invoke(startHTTP, startCoordinator, startFeedback, startConsumer),
+		fx.StopTimeout(s.Coordinator.DrainTimeout+s.Consume.RevokeTimeout+15*time.Second),
+	)
+}
+
+func newKafkaOpts(s Settings, log *zap.Logger) (kafkaOpts, error) {
+	opts, err := s.Kafka.Opts(log.Named("kafka"))
+	return kafkaOpts(opts), err
+}
+
+func newStore(lc fx.Lifecycle, s Settings, log *zap.Logger, reg prometheus.Registerer) (*store.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, s.Store, log.Named("store"), reg)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(st.Close))
+	return st, nil
+}
+
+func newBus(lc fx.Lifecycle, log *zap.Logger) *coordinator.Bus {
+	b := coordinator.NewBus(log.Named("bus"))
+	lc.Append(fx.StopHook(b.Close))
+	return b
+}
+
+func newCoordinator(s Settings, st *store.Store, bus *coordinator.Bus, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
+	return coordinator.New(s.Coordinator, st, bus, log.Named("coordinator"), reg)
+}
+
+func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) (*consume.Consumer, error) {
+	c, err := consume.New(s.Consume, co, st, s.Limits, ko, log.Named("consume"), reg)
+	if err != nil {
+		return nil, err
+	}
+	co.SetAcker(c)
+	return c, nil
+}
+
+func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gatherer, c *consume.Consumer, st *store.Store, co *coordinator.Coordinator, log *zap.Logger) {
+	if s.HTTP.Addr == "" {
+		return
+	}
+	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, g, c, st, co, log.Named("http")))
+}
+
+func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {
+	lifecycle.Hook(lc, sd, log, "coordinator", co)
+}
+
+func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinator.Bus, co *coordinator.Coordinator, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) error {
+	if !s.Coordinator.EnableFeedback {
+		log.Info("backpressure feedback disabled (MDS_FB_ENABLE_FEEDBACK=false)")
+		return nil
+	}
+	cl, err := kgo.NewClient(ko...)
+	if err != nil {
+		return fmt.Errorf("creating feedback kafka client: %w", err)
+	}
+	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, co, log.Named("feedback"), reg)
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	// Stop hooks run in reverse: unsubscribe, stop the publisher, then
+	// close its client.
+	lc.Append(fx.StopHook(cl.Close))
+	lifecycle.Hook(lc, sd, log, "feedback", pub)
+	lc.Append(fx.StopHook(bus.Subscribe("kafka", pub)))
+	if s.Feedback.Webhook.Enabled {
+		wh, err := feedback.NewWebhook(s.Feedback.Webhook, log.Named("webhook"), reg)
+		if err != nil {
+			return err
+		}
+		lc.Append(fx.StopHook(wh.Close))
+		lc.Append(fx.StopHook(bus.Subscribe("webhook", wh)))
+	}
+	return nil
+}
+
+func startConsumer(lc fx.Lifecycle, sd fx.Shutdowner, c *consume.Consumer, log *zap.Logger) {
+	lifecycle.Hook(lc, sd, log, "consumer", c)
+}
+
+// NewRegistry is the registry of one process: Go runtime and process
+// metrics plus every package's own.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Run runs the processor until ctx is done or a component fails.
+func Run(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Registry) error {
+	log.Info("starting processor",
+		zap.String("version", version.String()),
+		zap.String("coordinator_id", s.Coordinator.ID),
+		zap.Strings("topics", s.Consume.Topics),
+		zap.String("group", s.Consume.Group))
+	app := fx.New(Module(s, log, reg))
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return fmt.Errorf("starting: %w", err)
+	}
+	var code int
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: signal received")
+	case sig := <-app.Wait():
+		code = sig.ExitCode
+		log.Info("stopping", zap.Int("exit_code", code))
+	}
+	stopCtx, cancel2 := context.WithTimeout(context.Background(), app.StopTimeout())
+	defer cancel2()
+	if err := app.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stopping: %w", err)
+	}
+	if code != 0 {
+		return fmt.Errorf("a component failed (see the log above)")
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
