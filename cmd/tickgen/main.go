@@ -6,7 +6,8 @@
 //	tickgen --brokers localhost:9092 --rate 5000 --symbols 100 --duration 1m
 //	tickgen --count 100000 --obey-feedback=false
 //
-// Every flag can also be set by the MDS_ variable shown in --help.
+// Every flag can also be set by the MDS_ variable shown in --help; TLS and
+// SASL use the processor's MDS_KAFKA_TLS_* and MDS_KAFKA_SASL_* variables.
 package main
 
 import (
@@ -20,8 +21,10 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
+	"github.com/market-data-store/mds/internal/config"
+	"github.com/market-data-store/mds/internal/kafkaconf"
 	"github.com/market-data-store/mds/internal/tickgen"
 )
 
@@ -91,9 +94,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Seed:           c.Seed,
 		ReportInterval: c.ReportInterval,
 	}
-	// TLS and SASL options (internal/kafkaconf) belong here, next to the
-	// seed brokers.
-	g, err := tickgen.New(cfg, []kgo.Opt{kgo.SeedBrokers(c.Brokers...)})
+	// TLS and SASL come from the same MDS_KAFKA_* variables as the
+	// processor's (internal/kafkaconf); --brokers wins over the variable.
+	kc := kafkaconf.DefaultConfig()
+	if err := config.Load(&kc, config.Environ(os.Environ())); err != nil {
+		fmt.Fprintln(stderr, "tickgen:", err)
+		return 2
+	}
+	kc.Brokers = c.Brokers
+	opts, err := kc.Opts(zap.NewNop())
+	if err != nil {
+		fmt.Fprintln(stderr, "tickgen:", err)
+		return 2
+	}
+	g, err := tickgen.New(cfg, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "tickgen:", err)
 		return 2

@@ -54,10 +54,11 @@ func Module(s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
 		fx.WithLogger(func() fxevent.Logger {
 			return &fxevent.ZapLogger{Logger: log.Named("fx").WithOptions(zap.IncreaseLevel(zap.WarnLevel))}
 		}),
-		// Start order: HTTP, coordinator, feedback, consumer. Stop runs in
+		// Start order: check that Kafka accepts our connection (TLS, SASL),
+		// HTTP, coordinator, feedback, consumer. Stop runs in
 		// reverse: the consumer stops polling and drains the queue first,
 		// HTTP keeps serving /metrics to the end.
-		fx.Invoke(startHTTP, startCoordinator, startFeedback, startConsumer),
+		fx.Invoke(checkKafka, startHTTP, startCoordinator, startFeedback, startConsumer),
 		fx.StopTimeout(s.Coordinator.DrainTimeout+s.Consume.RevokeTimeout+15*time.Second),
 	)
 }
@@ -67,10 +68,25 @@ func newKafkaOpts(s Settings, log *zap.Logger) (kafkaOpts, error) {
 	return kafkaOpts(opts), err
 }
 
+// checkKafka fails the start when the brokers cannot be reached or refuse
+// the credentials, instead of a consumer that retries forever in silence.
+func checkKafka(lc fx.Lifecycle, s Settings, ko kafkaOpts) {
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		cl, err := kgo.NewClient(ko...)
+		if err != nil {
+			return fmt.Errorf("creating kafka client: %w", err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return s.Kafka.Ping(ctx, cl)
+	}))
+}
+
 func newStore(lc fx.Lifecycle, s Settings, log *zap.Logger, reg prometheus.Registerer) (*store.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, s.Store, log.Named("store"), reg)
+	st, err := store.Open(ctx, s.Store, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,17 +95,17 @@ func newStore(lc fx.Lifecycle, s Settings, log *zap.Logger, reg prometheus.Regis
 }
 
 func newBus(lc fx.Lifecycle, log *zap.Logger) *coordinator.Bus {
-	b := coordinator.NewBus(log.Named("bus"))
+	b := coordinator.NewBus(log)
 	lc.Append(fx.StopHook(b.Close))
 	return b
 }
 
 func newCoordinator(s Settings, st *store.Store, bus *coordinator.Bus, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
-	return coordinator.New(s.Coordinator, st, bus, log.Named("coordinator"), reg)
+	return coordinator.New(s.Coordinator, st, bus, log, reg)
 }
 
 func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) (*consume.Consumer, error) {
-	c, err := consume.New(s.Consume, co, st, s.Limits, ko, log.Named("consume"), reg)
+	c, err := consume.New(s.Consume, co, st, s.Limits, ko, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +133,7 @@ func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinat
 	if err != nil {
 		return fmt.Errorf("creating feedback kafka client: %w", err)
 	}
-	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, co, log.Named("feedback"), reg)
+	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, co, log, reg)
 	if err != nil {
 		cl.Close()
 		return err
@@ -128,7 +144,7 @@ func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinat
 	lifecycle.Hook(lc, sd, log, "feedback", pub)
 	lc.Append(fx.StopHook(bus.Subscribe("kafka", pub)))
 	if s.Feedback.Webhook.Enabled {
-		wh, err := feedback.NewWebhook(s.Feedback.Webhook, log.Named("webhook"), reg)
+		wh, err := feedback.NewWebhook(s.Feedback.Webhook, log, reg)
 		if err != nil {
 			return err
 		}
