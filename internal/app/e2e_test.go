@@ -86,7 +86,9 @@ func TestEndToEnd100k(t *testing.T) {
 	defer cancel()
 	runErr := make(chan error, 1)
 	start := time.Now()
-	go func() { runErr <- app.Run(ctx, s, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), app.NewRegistry()) }()
+	go func() {
+		runErr <- app.Run(ctx, s, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), app.NewRegistry())
+	}()
 
 	conn, err := pgx.Connect(context.Background(), dbURL)
 	if err != nil {
