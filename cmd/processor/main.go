@@ -28,11 +28,27 @@ import (
 )
 
 type cli struct {
-	Run     runCmd     `cmd:"" default:"1" help:"Consume ticks into the database (the default command)."`
-	Migrate migrateCmd `cmd:"" help:"Apply the database schema and TimescaleDB settings, then exit."`
-	Dev     devCmd     `cmd:"" help:"Run on embedded defaults: Kafka on 127.0.0.1:9092, a throwaway PostgreSQL, synthetic ticks."`
-	DLQ     dlqCmd     `cmd:"" name:"dlq" help:"Inspect and replay dead letters."`
-	Version versionCmd `cmd:"" help:"Print the version."`
+	Run      runCmd      `cmd:"" default:"1" help:"Consume ticks into the database (the default command)."`
+	Migrate  migrateCmd  `cmd:"" help:"Apply the database schema and TimescaleDB settings, then exit."`
+	Dev      devCmd      `cmd:"" help:"Run on embedded defaults: Kafka on 127.0.0.1:9092, a throwaway PostgreSQL, synthetic ticks."`
+	DLQ      dlqCmd      `cmd:"" name:"dlq" help:"Inspect and replay dead letters."`
+	Settings settingsCmd `cmd:"" help:"Print every setting with its default (as a table, Markdown or an env file)."`
+	Version  versionCmd  `cmd:"" help:"Print the version."`
+}
+
+type settingsCmd struct {
+	Format string `default:"table" enum:"table,markdown,env" help:"Output format: table, markdown or env."`
+}
+
+func (c settingsCmd) Run(g *globals) error {
+	s := config.Settings(app.DefaultSettings())
+	switch c.Format {
+	case "markdown":
+		return config.WriteMarkdown(g.stdout, s)
+	case "env":
+		return config.WriteEnvFile(g.stdout, s)
+	}
+	return config.WriteHelp(g.stdout, s)
 }
 
 type versionCmd struct{}

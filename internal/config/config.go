@@ -3,7 +3,8 @@
 // variables, and it uses github.com/caarlos0/env for the parsing.
 //
 // A settings struct is any struct whose fields carry `env:"MDS_..."` tags
-// (nested structs are walked) and, for documentation, `help:"..."` tags. Load
+// (nested structs are walked) and, for documentation, `help:"..."` tags
+// (and `docdefault:"..."` where the default is computed at run time). Load
 // starts from whatever the struct already holds (the packages' documented
 // defaults) and overrides the variables that are set. On top of the
 // library's parsing it adds the units the original Python service used:
@@ -203,7 +204,11 @@ func walk(v reflect.Value, out *[]Setting) {
 		}
 		s := Setting{Key: key, Help: f.Tag.Get("help"), kind: f.Type,
 			Secret: f.Type.Implements(secretType) || f.Tag.Get("secret") == "true"}
-		if !s.Secret {
+		switch d, ok := f.Tag.Lookup("docdefault"); {
+		case s.Secret:
+		case ok: // a default computed at run time, such as the host name
+			s.Default = "(" + d + ")"
+		default:
 			s.Default = format(fv)
 		}
 		*out = append(*out, s)
@@ -250,6 +255,37 @@ func WriteHelp(w io.Writer, settings []Setting) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Key, d, s.Help)
 	}
 	return tw.Flush()
+}
+
+// WriteMarkdown prints the settings as a Markdown table.
+func WriteMarkdown(w io.Writer, settings []Setting) error {
+	if _, err := fmt.Fprintln(w, "| Variable | Default | Meaning |\n|---|---|---|"); err != nil {
+		return err
+	}
+	for _, s := range settings {
+		d := "`" + s.Default + "`"
+		switch {
+		case s.Secret:
+			d = "(secret)"
+		case s.Default == "":
+			d = "–"
+		}
+		if _, err := fmt.Fprintf(w, "| `%s` | %s | %s |\n", s.Key, d, strings.ReplaceAll(s.Help, "|", "\\|")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteEnvFile prints the settings as an env file: each variable commented
+// out with its default and meaning, secrets without a value.
+func WriteEnvFile(w io.Writer, settings []Setting) error {
+	for _, s := range settings {
+		if _, err := fmt.Fprintf(w, "# %s\n# %s=%s\n", s.Help, s.Key, s.Default); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Environ turns os.Environ() into a map.

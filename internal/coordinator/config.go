@@ -12,7 +12,7 @@ import (
 type Config struct {
 	// ID names this coordinator in feedback events and in the
 	// coordinator_id label of mds_feedback_events_total.
-	ID string `env:"MDS_COORDINATOR_ID" help:"coordinator id in feedback events (default: host name)"`
+	ID string `env:"MDS_COORDINATOR_ID" docdefault:"host name" help:"coordinator id in feedback events and the coordinator_id label"`
 	// Capacity bounds the ticks queued and not yet taken by a worker.
 	// Submit blocks above it.
 	Capacity int `env:"MDS_COORDINATOR_CAPACITY" help:"queue capacity in ticks; Submit blocks when full"`
