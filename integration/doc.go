@@ -1,0 +1,51 @@
+//go:build integration
+
+// Package integration holds the end-to-end suites of market-data-store. They
+// run the real application (package app in-process, or cmd/processor as
+// separate processes) against a Kafka broker and a PostgreSQL or
+// TimescaleDB database, and assert what a user of the service relies on:
+// every tick in the database exactly once, bad records dead-lettered
+// exactly once, offsets stored with the data, backpressure leaving the
+// process and coming back.
+//
+// The files carry the build tag integration; make test-integration runs
+// them:
+//
+//	go run ./internal/tools/withpg -- go test -tags integration -count=1 -timeout 20m -v ./integration/...
+//
+// # Where the services come from
+//
+// The suite picks its services once, in TestMain, and logs which mode runs:
+//
+//   - docker: when MDS_IT_DOCKER=1, or when a Docker engine answers a
+//     cheap probe (DOCKER_HOST, else /var/run/docker.sock) and
+//     MDS_IT_DOCKER is not 0, testcontainers-go starts Redpanda
+//     (MDS_IT_REDPANDA_IMAGE) and TimescaleDB (MDS_IT_TIMESCALE_IMAGE) for
+//     the run, and the TimescaleDB assertions (hypertable, bars_1m) are
+//     required.
+//   - env: MDS_IT_KAFKA_BROKERS (comma separated) names an existing broker
+//     and/or MDS_IT_DATABASE_URL an existing server, whose role may create
+//     databases; a service not named falls back to the local one.
+//     MDS_IT_SESSION_TIMEOUT sets the group session timeout the tests use
+//     (default 6s, the broker minimum of Apache Kafka and Redpanda).
+//   - local (what CI runs): an in-process kfake cluster per test on
+//     127.0.0.1, and the throwaway PostgreSQL server of
+//     MDS_TEST_DATABASE_URL (withpg starts one), or one started by
+//     package pgtest.
+//
+// Every test gets a fresh database and its own topics and group, so the
+// tests are independent in every mode. On plain PostgreSQL the TimescaleDB
+// assertions are skipped with a message saying so.
+//
+// # Tests
+//
+// TestChaosExactlyOnce is the proof of the exactly-once promise: three
+// processor processes in one group ingest 300,000 ticks plus poisoned
+// records while the test SIGKILLs and restarts a member, adds and removes
+// members, stalls one past its session timeout (SIGSTOP, the zombie) and
+// terminates the database sessions. TestBackpressureEndToEnd stalls the
+// database under a running tick generator and follows the level on the
+// feedback topic, the paused partitions in /metrics and the generator's
+// rate, down and back up. TestIngest, TestRestart and TestRebalance cover
+// the everyday paths of the application.
+package integration
