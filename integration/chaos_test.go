@@ -41,7 +41,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	bin := buildProcessor(t)
 	ctx, cancel := context.WithTimeout(context.Background(), chaosBudget)
 	defer cancel()
-	c := &chaos{t: t, bin: bin, f: newFixture(t, 12), start: time.Now(), members: map[string]*member{}}
+	c := &chaos{timeline: newTimeline(t), bin: bin, f: newFixture(t, 12), members: map[string]*member{}}
 	t.Cleanup(c.killAll)
 	f := c.f
 
@@ -118,7 +118,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	fd := f.assertExactlyOnce(context.Background(), db, l)
 	c.logf("finished in %s", time.Since(c.start).Round(100*time.Millisecond))
 	t.Logf("TIMELINE\n%s\nFOUND\nproduced %d good ticks (seq 1..%d) and %d poisoned records\n%s",
-		c.timeline(), l.goodCount(), l.goodCount(), l.poisoned(), fd)
+		c.String(), l.goodCount(), l.goodCount(), l.poisoned(), fd)
 	if unexpected := c.unexpectedExits(); len(unexpected) > 0 {
 		t.Errorf("members exited on their own (each is a pod restart in production): %s", strings.Join(unexpected, "; "))
 	}
@@ -147,13 +147,11 @@ func buildProcessor(t *testing.T) string {
 
 // chaos runs processor processes and records what it does to them.
 type chaos struct {
-	t     *testing.T
-	bin   string
-	f     *fixture
-	start time.Time
+	*timeline // its t is the test's
+	bin       string
+	f         *fixture
 
 	mu      sync.Mutex
-	events  []string
 	members map[string]*member // current process of each name
 	all     []*member          // every process started
 }
@@ -169,20 +167,6 @@ type member struct {
 	err      error         // its exit, set before done is closed
 	intended bool          // the test killed or stopped it (under chaos.mu)
 	last     metrics       // last scrape, kept for the report
-}
-
-func (c *chaos) logf(format string, args ...any) {
-	line := fmt.Sprintf("%7.2fs  %s", time.Since(c.start).Seconds(), fmt.Sprintf(format, args...))
-	c.mu.Lock()
-	c.events = append(c.events, line)
-	c.mu.Unlock()
-	c.t.Log(line)
-}
-
-func (c *chaos) timeline() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return strings.Join(c.events, "\n")
 }
 
 func (c *chaos) sleep(ctx context.Context, d time.Duration) {

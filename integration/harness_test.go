@@ -595,3 +595,28 @@ func (m metrics) sum(name string, labels ...string) float64 {
 	}
 	return s
 }
+
+// timeline records what a test did, with the time since it started, and
+// logs each step as it happens.
+type timeline struct {
+	t      *testing.T
+	start  time.Time
+	mu     sync.Mutex
+	events []string
+}
+
+func newTimeline(t *testing.T) *timeline { return &timeline{t: t, start: time.Now()} }
+
+func (tl *timeline) logf(format string, args ...any) {
+	line := fmt.Sprintf("%7.2fs  %s", time.Since(tl.start).Seconds(), fmt.Sprintf(format, args...))
+	tl.mu.Lock()
+	tl.events = append(tl.events, line)
+	tl.mu.Unlock()
+	tl.t.Log(line)
+}
+
+func (tl *timeline) String() string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return strings.Join(tl.events, "\n")
+}
