@@ -181,8 +181,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
-	commitCtx, stopCommits := context.WithCancel(ctx)
-	defer stopCommits()
+	// Commits outlive ctx: the last ones are made during shutdown, and
+	// only the stop deadline cuts them short.
+	commitCtx, cancelCommits := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCommits()
+	lastCommit := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		select {
@@ -191,7 +194,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-loopCtx.Done():
 		}
 	})
-	wg.Go(func() { c.commitLoop(commitCtx, cl) })
+	wg.Go(func() { c.commitLoop(commitCtx, cl, lastCommit) })
 
 	loopErr := c.poll(loopCtx, cl)
 
@@ -210,10 +213,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.stopErr = fmt.Errorf("draining queue: %w", err)
 		}
 	}
-	stopCommits()
+	// The committer finishes the commit in flight, if any, then commits
+	// everything acknowledged once more and returns; the stop deadline
+	// bounds both.
+	defer context.AfterFunc(stopCtx, cancelCommits)()
+	close(lastCommit)
 	stopLoop()
 	wg.Wait()
-	c.commit(stopCtx, cl, c.takeAcked(nil))
 	// Leaving the group revokes what is left (onRevoked) and lets the
 	// group move it at once; with static membership the partitions wait
 	// for this instance until the session timeout.

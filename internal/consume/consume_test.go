@@ -14,7 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/market-data-store/mds/backpressure"
 	"github.com/market-data-store/mds/internal/tick"
@@ -113,9 +116,15 @@ func (m *member) OnNewClient(cl *kgo.Client) { m.cl.Store(cl) }
 
 func startMember(t *testing.T, c *cluster, cfg Config, db *fakeDB, limits tick.Limits) *member {
 	t.Helper()
-	m := &member{q: newFakeQueue(db), reg: prometheus.NewRegistry(), errc: make(chan error, 1)}
+	return startMemberWith(t, c, cfg, db, newFakeQueue(db), limits, zaptest.NewLogger(t))
+}
+
+// startMemberWith is startMember with a given queue and logger.
+func startMemberWith(t *testing.T, c *cluster, cfg Config, db OffsetStore, q *fakeQueue, limits tick.Limits, log *zap.Logger) *member {
+	t.Helper()
+	m := &member{q: q, reg: prometheus.NewRegistry(), errc: make(chan error, 1)}
 	var err error
-	m.c, err = New(cfg, m.q, db, limits, []kgo.Opt{kgo.SeedBrokers(c.seeds...), kgo.WithHooks(m)}, zaptest.NewLogger(t), m.reg)
+	m.c, err = New(cfg, m.q, db, limits, []kgo.Opt{kgo.SeedBrokers(c.seeds...), kgo.WithHooks(m)}, log, m.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,5 +483,42 @@ func TestPausePlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// warnings returns a logger that writes to the test log and records every
+// entry at Warn or above.
+func warnings(t *testing.T) (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.WarnLevel)
+	return zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)), logs
+}
+
+func TestStopCommitsAckedOffsetsWithoutWarnings(t *testing.T) {
+	const parts, n = 12, 50
+	c := newCluster(t, parts)
+	db := newFakeDB()
+	q := newFakeQueue(db)
+	q.setHoldAcks(true) // the acks arrive during Drain, as the real queue's tail does
+	log, logs := warnings(t)
+	m := startMemberWith(t, c, testConfig("g7"), db, q, tick.DefaultLimits(), log)
+	eventually(t, 10*time.Second, "ready", m.c.Ready)
+	c.produce(parts, n, goodTick)
+	eventually(t, 10*time.Second, "every record", func() bool { return db.total() == parts*n })
+
+	m.stop(t)
+	got := c.committed("g7")
+	for p := range int32(parts) {
+		db.mu.Lock()
+		want := db.offsets[tp(p)]
+		db.mu.Unlock()
+		if got[p] != want {
+			t.Errorf("partition %d: committed %d to kafka, acked %d", p, got[p], want)
+		}
+	}
+	for _, e := range logs.All() {
+		t.Errorf("clean stop logged %s %q %v", e.Level, e.Message, e.ContextMap())
+	}
+	if got := m.metric(t, "mds_consumer_commit_errors_total"); got != 0 {
+		t.Errorf("mds_consumer_commit_errors_total = %v after a clean stop", got)
 	}
 }

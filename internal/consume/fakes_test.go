@@ -117,6 +117,8 @@ type fakeQueue struct {
 	capacity int
 	depths   map[tick.TopicPartition]int
 	full     bool // Submit blocks until ctx is done
+	holdAcks bool // acks wait for Drain, as the real queue's tail does
+	held     []tick.Range
 }
 
 type revokeCall struct {
@@ -142,10 +144,19 @@ func (q *fakeQueue) Submit(ctx context.Context, ch *tick.Chunk) error {
 		return fmt.Errorf("submitting to %s: %w", ch.TopicPartition, errRevoked)
 	}
 	q.chunks[ch.TopicPartition] = append(q.chunks[ch.TopicPartition], ch)
+	hold := q.holdAcks
 	q.mu.Unlock()
-	if q.db.write(ch) && q.acker != nil {
-		q.acker.Ack([]tick.Range{{TopicPartition: ch.TopicPartition, From: ch.From, Next: ch.Next, LeaderEpoch: ch.LeaderEpoch}})
+	if !q.db.write(ch) || q.acker == nil {
+		return nil
 	}
+	r := tick.Range{TopicPartition: ch.TopicPartition, From: ch.From, Next: ch.Next, LeaderEpoch: ch.LeaderEpoch}
+	if hold {
+		q.mu.Lock()
+		q.held = append(q.held, r)
+		q.mu.Unlock()
+		return nil
+	}
+	q.acker.Ack([]tick.Range{r})
 	return nil
 }
 
@@ -168,8 +179,13 @@ func (q *fakeQueue) Revoke(_ context.Context, tps []tick.TopicPartition, wait bo
 
 func (q *fakeQueue) Drain(context.Context) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.drained = true
+	held := q.held
+	q.held = nil
+	q.mu.Unlock()
+	if len(held) > 0 {
+		q.acker.Ack(held)
+	}
 	return nil
 }
 
@@ -197,6 +213,12 @@ func (q *fakeQueue) setFull(full bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.full = full
+}
+
+func (q *fakeQueue) setHoldAcks(hold bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.holdAcks = hold
 }
 
 func (q *fakeQueue) assigned() int {

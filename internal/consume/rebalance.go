@@ -195,15 +195,18 @@ func (c *Consumer) takeAcked(tps []tick.TopicPartition) map[tick.TopicPartition]
 
 // commitLoop commits acknowledged offsets to Kafka whenever Ack signals,
 // one commit at a time: acks arriving during a commit coalesce into the
-// next.
-func (c *Consumer) commitLoop(ctx context.Context, cl *kgo.Client) {
+// next. When last is closed it makes one final commit and returns; ctx is
+// the stop deadline, never the end of Run's ctx, so that a stop does not
+// cancel the commit in flight.
+func (c *Consumer) commitLoop(ctx context.Context, cl *kgo.Client, last <-chan struct{}) {
 	for {
 		select {
-		case <-ctx.Done():
-			return
 		case <-c.commitKick:
+			c.commit(ctx, cl, c.takeAcked(nil))
+		case <-last:
+			c.commit(ctx, cl, c.takeAcked(nil))
+			return
 		}
-		c.commit(ctx, cl, c.takeAcked(nil))
 	}
 }
 
