@@ -14,7 +14,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -36,13 +38,18 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
 	"github.com/market-data-store/mds/internal/app"
 	"github.com/market-data-store/mds/internal/config"
 	"github.com/market-data-store/mds/internal/pgtemp"
+	"github.com/market-data-store/mds/internal/store"
+	"github.com/market-data-store/mds/internal/tick"
 )
 
 // Child process control. childArgsEnv holds the command line, separated by
@@ -107,20 +114,29 @@ func child(mode string) int {
 	return 3
 }
 
-// planted is one secret input with its planted value.
+// planted is one secret input with its planted value. parts are random
+// pieces of the value, each searched alone, so that a value cut apart (a
+// password with a raw '/' read as part of a path) is caught too.
 type planted struct {
 	name, value string
+	parts       []string
 }
 
-// newMarker returns a distinct value that cannot occur by chance. The
-// characters outside [A-Za-z0-9] make the percent-encoded form differ from
-// the plain one.
-func newMarker(kind string) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
+// newMarker returns a distinct value that cannot occur by chance, random on
+// both sides of characters that URLs treat specially, so that the
+// percent-encoded form differs from the plain one and a value split at any
+// of them still shows a random part.
+func newMarker(name string) planted {
+	r := func() string {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			panic(err)
+		}
+		return hex.EncodeToString(b)
 	}
-	return "Pl4nt-" + kind + "-" + hex.EncodeToString(b) + "@/:+~x"
+	a, b := r(), r()
+	kind := strings.ToLower(strings.ReplaceAll(name, "_", ""))
+	return planted{name: name, value: "Pl4nt" + a + "-" + kind + "@/:+~x" + b, parts: []string{a, b}}
 }
 
 // encodings returns the forms of v the scan looks for, by name. Base64 is
@@ -207,11 +223,17 @@ func (o *outputs) scan(secrets []planted) []string {
 	for where, text := range o.m {
 		for _, s := range secrets {
 			forms := encodings(s.value)
+			for i, part := range s.parts {
+				forms[fmt.Sprintf("random part %d", i+1)] = part
+			}
 			names := make([]string, 0, len(forms))
 			for n := range forms {
-				names = append(names, n)
+				if n != "plain" {
+					names = append(names, n)
+				}
 			}
 			sort.Strings(names)
+			names = append([]string{"plain"}, names...)
 			for _, form := range names {
 				if i := strings.Index(text, forms[form]); i >= 0 {
 					lo, hi := max(0, i-120), min(len(text), i+len(forms[form])+40)
@@ -223,6 +245,23 @@ func (o *outputs) scan(secrets []planted) []string {
 	}
 	sort.Strings(found)
 	return found
+}
+
+// dump writes every output to a file in dir, to read what was scanned.
+func (o *outputs) dump(t *testing.T, dir string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for where, text := range o.m {
+		name := strings.Map(func(r rune) rune {
+			if r == '/' || r == ' ' || r == ':' {
+				return '_'
+			}
+			return r
+		}, where)
+		if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(text), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 // total is the number of bytes collected, to show the scan saw something.
@@ -385,9 +424,9 @@ func newFixture(t *testing.T) *fixture {
 		"MDS_KAFKA_SASL_PASSWORD", "MDS_KAFKA_SASL_PASSWORD_FILE", "MDS_KAFKA_SASL_OAUTH_TOKEN",
 		"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MDS_FB_HTTP_TOKEN", "MDS_FB_HTTP_HMAC_SECRET",
 	} {
-		v := newMarker(strings.ToLower(strings.ReplaceAll(name, "_", "")))
-		f.secrets = append(f.secrets, planted{name, v})
-		f.m[name] = v
+		p := newMarker(name)
+		f.secrets = append(f.secrets, p)
+		f.m[name] = p.value
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"MDS_DATABASE_PASSWORD_FILE", "MDS_KAFKA_SASL_PASSWORD_FILE"} {
@@ -422,6 +461,16 @@ func newFixture(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
+	// The shared database gets its schema, so that dlq list finds its table.
+	st, err := store.Open(ctx, func() store.Config {
+		c := store.DefaultConfig()
+		c.DatabaseURL, c.Group, c.Timescale.CreateExtension = f.dbURL(f.pgHostPort, dbRoleURL, f.m["MDS_DATABASE_URL"]), "secretscan", false
+		return c
+	}(), zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("migrating the test database: %v", err)
+	}
+	st.Close()
 	// Passwords really are checked.
 	if c, err := pgx.Connect(ctx, f.dbURL(f.pgHostPort, dbRoleURL, "wrong")); err == nil {
 		c.Close(ctx)
@@ -531,11 +580,17 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// ones really used.
 	var hooks struct {
 		sync.Mutex
-		auth []string
+		auth, sig []string
 	}
 	wh := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte(f.m["MDS_FB_HTTP_HMAC_SECRET"]))
+		mac.Write(body)
 		hooks.Lock()
 		hooks.auth = append(hooks.auth, r.Header.Get("Authorization"))
+		if r.Header.Get("X-MDS-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			hooks.sig = append(hooks.sig, r.Header.Get("X-MDS-Signature"))
+		}
 		hooks.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -605,7 +660,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"MDS_KAFKA_SASL_USERNAME", unset, "MDS_KAFKA_SASL_PASSWORD", unset),
 			nil, 1, "MDS_KAFKA_TLS_ENABLED"},
 		{"malformed MDS_DATABASE_URL", with(env,
-			"MDS_DATABASE_URL", "postgres://u:"+url.PathEscape(f.m["MDS_DATABASE_URL"])+"@host:notaport/db"),
+			"MDS_DATABASE_URL", "postgres://"+url.UserPassword("u", f.m["MDS_DATABASE_URL"]).String()+"@host:notaport/db"),
 			nil, 1, "MDS_DATABASE_URL"},
 		{"malformed raw MDS_DATABASE_URL", with(env,
 			"MDS_DATABASE_URL", "postgres://u:"+f.m["MDS_DATABASE_URL"]+"@host/db"),
@@ -614,7 +669,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			"MDS_DATABASE_URL", "host=127.0.0.1 password='"+f.m["MDS_DATABASE_URL"]),
 			nil, 1, "MDS_DATABASE_URL"},
 		{"malformed DATABASE_URL", with(env, "MDS_DATABASE_URL", unset,
-			"DATABASE_URL", "postgres://u:"+url.PathEscape(f.m["DATABASE_URL"])+"@host:notaport/db"),
+			"DATABASE_URL", "postgres://"+url.UserPassword("u", f.m["DATABASE_URL"]).String()+"@host:notaport/db"),
 			nil, 1, "URL"},
 		{"password file with a password in the URL", with(env,
 			"MDS_DATABASE_PASSWORD_FILE", f.files["MDS_DATABASE_PASSWORD_FILE"]),
@@ -676,22 +731,32 @@ func TestSecretsNeverLeak(t *testing.T) {
 		})
 		t.Run("healthy run with the password in MDS_KAFKA_SASL_PASSWORD", func(t *testing.T) {
 			t.Parallel()
+			// A backlog and a small queue raise the level, so the webhook
+			// is called with the planted token and key.
+			produceTicks(t, good.ListenAddrs(), f.m["MDS_KAFKA_SASL_PASSWORD"], 3000)
 			f.healthyRun(t, "healthy (DATABASE_URL, MDS_KAFKA_SASL_PASSWORD)", with(env,
+				"MDS_COORDINATOR_CAPACITY", "50", "MDS_COORDINATOR_BATCH_SIZE", "10", "MDS_COORDINATOR_WORKERS", "1",
 				"MDS_DATABASE_URL", unset,
 				"DATABASE_URL", f.dbURLTo(dbRoleEnv, "secretscan_env", f.m["DATABASE_URL"])), good, "")
 		})
 	})
 
 	hooks.Lock()
-	auths := hooks.auth
+	auths, badSigs := hooks.auth, hooks.sig
 	hooks.Unlock()
 	if len(auths) == 0 || auths[0] != "Bearer "+f.m["MDS_FB_HTTP_TOKEN"] {
 		t.Errorf("the webhook should have received the planted bearer token, got %d requests (%.40q)", len(auths), auths)
+	}
+	if len(badSigs) > 0 {
+		t.Errorf("%d webhook signatures were not made with the planted HMAC key: %q", len(badSigs), badSigs)
 	}
 
 	size, n := f.out.total()
 	t.Logf("scanned %d outputs, %d bytes, for %d planted secrets in %d forms each, in %v",
 		n, size, len(f.secrets), len(encodings("x-long-enough-marker-for-forms")), time.Since(began).Round(time.Millisecond))
+	if dir := os.Getenv("MDS_SECRETSCAN_DUMP"); dir != "" {
+		f.out.dump(t, dir)
+	}
 	if leaks := f.out.scan(f.secrets); len(leaks) > 0 {
 		t.Errorf("%d planted secret(s) leaked:\n%s", len(leaks), strings.Join(leaks, "\n"))
 	}
@@ -773,14 +838,37 @@ func (f *fixture) healthyRun(t *testing.T, name string, env map[string]string, k
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	r := p.wait(t, 0, 12*time.Second)
+	r := p.wait(t, 0, 6*time.Second)
 	f.out.add(name+" (stdout)", r.stdout)
 	f.out.add(name+" (stderr)", r.stderr)
 	if quick && r.code != 0 {
 		t.Errorf("exit %d after SIGINT; stderr:\n%s", r.code, lastLines(r.stderr, 20))
 	}
-	if !strings.Contains(r.stderr, `"level":"debug"`) {
-		t.Errorf("no debug logs in the output: the scan would miss them; stderr:\n%s", lastLines(r.stderr, 10))
+	if !strings.Contains(r.stderr, `"msg":"partitions assigned"`) {
+		t.Errorf("no consumer logs in the output: the scan would miss them; stderr:\n%s", lastLines(r.stderr, 10))
+	}
+}
+
+// produceTicks writes n valid ticks to market.ticks as the SCRAM user.
+func produceTicks(t *testing.T, brokers []string, password string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("market.ticks"),
+		kgo.SASL(scram.Auth{User: kafkaUser, Pass: password}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	base := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	recs := make([]*kgo.Record, 0, n)
+	for i := 1; i <= n; i++ {
+		tk := tick.Tick{TS: base.Add(time.Duration(i) * time.Millisecond), Symbol: fmt.Sprintf("S%d", i%7),
+			Price: 100 + float64(i%100)/10, Seq: int64(i), Has: tick.HasSeq}
+		recs = append(recs, &kgo.Record{Key: []byte(tk.Symbol), Value: tick.AppendJSON(nil, &tk)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
 

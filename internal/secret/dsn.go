@@ -49,6 +49,16 @@ func RedactDSN(dsn string) string {
 	return b.String()
 }
 
+// CheckDSN reports whether the secrets of dsn can be located, that is
+// whether RedactDSN can hide them. A connection string it refuses, such as
+// a URL with a raw '@' or '/' in the password, would be split by the driver
+// at a place that puts part of the password in the host or database name,
+// where logs and errors show it. The error describes the structure only.
+func CheckDSN(dsn string) error {
+	_, err := scanDSN(dsn)
+	return err
+}
+
 // WithPassword returns dsn with the password pw added, in the form dsn
 // already uses: percent-encoded in the user info of a URL
 // (postgres://user:pw@host, or postgres://:pw@host when the user comes

@@ -151,3 +151,30 @@ func sameSettings(t *testing.T, dsn, out string) {
 		t.Fatalf("pgx reads %q and %q differently beyond the password", dsn, out)
 	}
 }
+
+func TestCheckDSN(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://u:pw@h:5432/db?sslmode=disable",
+		"postgres://u:p%40w%2F@h/db",
+		"host=h user=u password='p w' dbname=db",
+		"",
+	} {
+		if err := secret.CheckDSN(dsn); err != nil {
+			t.Errorf("CheckDSN(%q): %v", dsn, err)
+		}
+	}
+	const pw = "s3cr@t/part"
+	for _, dsn := range []string{
+		"postgres://u:" + pw + "@h/db",
+		"postgres://u:pw@h/db?password",
+		"host=h password='" + pw,
+		"host=h pass\x00word=" + pw,
+	} {
+		err := secret.CheckDSN(dsn)
+		if err == nil {
+			t.Errorf("CheckDSN accepted %q", dsn)
+		} else if strings.Contains(err.Error(), "part") || strings.Contains(err.Error(), "s3cr") {
+			t.Errorf("CheckDSN error quotes the password: %v", err)
+		}
+	}
+}

@@ -1,15 +1,20 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/market-data-store/mds/internal/secret"
 )
 
 // Config configures a Store.
 type Config struct {
 	// DatabaseURL is the PostgreSQL connection string. It holds a password:
-	// the store never logs it nor puts it in an error.
-	DatabaseURL string `env:"MDS_DATABASE_URL" help:"PostgreSQL/TimescaleDB connection string (falls back to DATABASE_URL)"`
+	// the store never logs it nor puts it in an error, and printing or
+	// encoding a Config shows it with the password redacted.
+	DatabaseURL string `env:"MDS_DATABASE_URL" secret:"true" help:"PostgreSQL/TimescaleDB connection string (falls back to DATABASE_URL)"`
 	// MaxConns caps the connection pool. 0 sizes it as Workers + 2: every
 	// coordinator worker holds one connection for the whole of its write
 	// transaction, and two more keep partition assignment (LoadOffsets),
@@ -68,6 +73,10 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("MDS_DATABASE_URL (or DATABASE_URL) must be set"))
+	} else if err := secret.CheckDSN(c.DatabaseURL); err != nil {
+		// Where the driver would cut such a string, part of the password
+		// could land in the host or database name, and so in logs.
+		errs = append(errs, fmt.Errorf("MDS_DATABASE_URL is malformed (%v); percent-encode '@', '/' and ':' in a URL password", err))
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, errors.New("MDS_DB_MAX_CONNS must be >= 0"))
@@ -93,6 +102,28 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// redactedConfig is Config without its methods, for printing.
+type redactedConfig Config
+
+func (c Config) redacted() redactedConfig {
+	r := redactedConfig(c)
+	if r.DatabaseURL != "" {
+		r.DatabaseURL = secret.RedactDSN(r.DatabaseURL)
+	}
+	return r
+}
+
+// Format prints c as fmt would print the struct, for every verb, with the
+// password of DatabaseURL redacted; so do %v and %+v of any struct holding
+// a Config (the processor's settings).
+func (c Config) Format(f fmt.State, verb rune) {
+	fmt.Fprintf(f, fmt.FormatString(f, verb), c.redacted())
+}
+
+// MarshalJSON encodes c with the password of DatabaseURL redacted, for
+// encoding/json and zap's reflection encoder (zap.Any).
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.redacted()) }
 
 // maxConns is the effective pool size.
 func (c Config) maxConns() int32 {

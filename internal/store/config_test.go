@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/market-data-store/mds/internal/pgtest"
@@ -131,4 +133,57 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	s.Close()
 	goleak.VerifyNone(t, before)
+}
+
+// TestConfigPrintsRedacted prints and encodes a Config, and a struct
+// holding one, every way a careless caller could.
+func TestConfigPrintsRedacted(t *testing.T) {
+	const pw = "Pr1nt-s3cret"
+	cfg := DefaultConfig()
+	cfg.DatabaseURL = "postgres://mds:" + pw + "@db.example:5432/ticks?sslmode=require"
+	holder := struct {
+		Store Config
+		Ptr   *Config
+	}{cfg, &cfg}
+	var out []string
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%10.3v"} {
+		out = append(out, fmt.Sprintf(verb, cfg), fmt.Sprintf(verb, holder), fmt.Sprintf(verb, &cfg))
+	}
+	b, err := json.Marshal(holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, string(b))
+	core, logs := observer.New(zapcore.DebugLevel)
+	zap.New(core).Info("config", zap.Any("cfg", cfg), zap.Any("holder", holder))
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	for _, e := range logs.All() {
+		buf, err := enc.EncodeEntry(e.Entry, e.Context)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, buf.String())
+	}
+	for _, o := range out {
+		if strings.Contains(o, pw) || strings.Contains(o, fmt.Sprintf("%x", pw)) {
+			t.Errorf("password printed: %s", o)
+		}
+	}
+	if s := fmt.Sprintf("%+v", holder); !strings.Contains(s, "DatabaseURL:postgres://mds:[redacted]@db.example:5432/ticks") ||
+		!strings.Contains(s, "AutoMigrate:true") {
+		t.Errorf("%%+v should show the redacted URL and the other fields: %s", s)
+	}
+}
+
+func TestValidateRefusesDSNWithUnlocatablePassword(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Group = "g"
+	cfg.DatabaseURL = "postgres://mds:pa/ss@word@h/db"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "MDS_DATABASE_URL is malformed") {
+		t.Fatalf("Validate: %v", err)
+	}
+	if strings.Contains(err.Error(), "ss@word") {
+		t.Errorf("the error quotes the password: %v", err)
+	}
 }
