@@ -193,3 +193,14 @@ func TestRunCompose(t *testing.T) {
 		})
 	}
 }
+
+func TestRunYAML(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"yaml", writeFile(t, "a.yml", "a: 1\n---\nb: [2\n")}, &out, &out); code != 1 || !strings.Contains(out.String(), "FAIL") {
+		t.Errorf("exit %d for broken YAML:\n%s", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"yaml", writeFile(t, "a.yml", "a: 1\n---\nb: [2]\n")}, &out, &out); code != 0 || !strings.Contains(out.String(), "2 documents") {
+		t.Errorf("exit %d for valid YAML:\n%s", code, out.String())
+	}
+}

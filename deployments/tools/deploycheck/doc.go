@@ -16,6 +16,16 @@
 //	    variables replaced by harmless values) and requires every metric name
 //	    with the prefix to be a series name in the scrape: histogram names only as
 //	    _bucket/_sum/_count, summary names bare or as _sum/_count.
+//	deploycheck k8s [--require-secrets] FILE...
+//	    checks the output of `kustomize build`: workload selectors, probes on
+//	    /healthz and /readyz, terminationGracePeriodSeconds above
+//	    MDS_COORDINATOR_DRAIN_TIMEOUT (from the container's ConfigMaps and env),
+//	    memory requests and limits, non-root read-only containers without
+//	    capabilities, ConfigMap (and with the flag Secret) references, and the
+//	    selectors of Services, PodDisruptionBudgets, ServiceMonitors and KEDA
+//	    ScaledObjects.
+//	deploycheck yaml FILE...
+//	    requires every document of each FILE to be well-formed YAML.
 //	deploycheck dashboard FILE...
 //	    checks Grafana dashboard structure: unique panel ids, a data source on
 //	    every panel, unique refIds per panel, an expression on every target.

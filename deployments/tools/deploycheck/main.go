@@ -22,7 +22,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: deploycheck dockerfile|compose|metrics|dashboard ...")
+		fmt.Fprintln(stderr, "usage: deploycheck dockerfile|compose|k8s|yaml|metrics|dashboard ...")
 		return 2
 	}
 	var (
@@ -37,6 +37,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		summary, err = forEachFile(rest, func(path string) (string, error) { return checkCompose(path, &probs) })
 	case "dashboard":
 		summary, err = forEachFile(rest, func(path string) (string, error) { return checkDashboard(path, &probs) })
+	case "yaml":
+		summary, err = forEachFile(rest, func(path string) (string, error) { return checkYAML(path, &probs) })
+	case "k8s":
+		summary, err = checkK8s(rest, &probs)
 	case "metrics":
 		summary, err = runMetrics(rest, &probs)
 	default:
