@@ -29,6 +29,7 @@ set -uo pipefail
 
 KUSTOMIZE_VERSION=v5.8.1      # builds with Go 1.26
 PROMTOOL_GO_VERSION=v0.316.0  # fallback only where apt-get is missing: a 15-minute build
+STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2  # as the Makefile's lint
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEP=$ROOT/deployments
@@ -138,13 +139,14 @@ ensure_kustomize() {
 }
 
 build_deploycheck() {
-  (cd "$DEP/tools" && go vet ./... && go test -count=1 ./... && go build -o "$TMP/deploycheck" ./deploycheck)
+  (cd "$DEP/tools" && go vet ./... && go run "$STATICCHECK" ./... && go test -count=1 ./... &&
+    go build -o "$TMP/deploycheck" ./deploycheck)
 }
 
 section "tools"
 check_here "promtool available" ensure_promtool && "$PROMTOOL" --version 2>&1 | head -1 | sed 's/^/   | /'
 check_here "kustomize available" ensure_kustomize && echo "   | using: ${KUSTOMIZE[*]}"
-check "deployments/tools: go vet, go test, build deploycheck" build_deploycheck
+check "deployments/tools: go vet, staticcheck, go test, build deploycheck" build_deploycheck
 DEPLOYCHECK=$TMP/deploycheck
 have() { case "$1" in
   promtool) [ -n "${PROMTOOL:-}" ] && [ -x "$PROMTOOL" ] ;;
