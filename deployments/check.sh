@@ -34,7 +34,6 @@ STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2  # as the Makefile's lint
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEP=$ROOT/deployments
 TOOLS=${MDS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mds-deploy-tools}
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mds-check.XXXXXX")
 export GOWORK=off
 
 processor="" metrics_file="" metrics_url=""
@@ -54,6 +53,7 @@ if [ "$sources" -gt 1 ]; then
   exit 2
 fi
 
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mds-check.XXXXXX")
 passed=0 failed=0 skipped=0 failures=()
 dev_pid=""
 cleanup() {
