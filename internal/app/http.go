@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,7 @@ type healthServer struct {
 	listen func(network, addr string) (net.Listener, error)
 }
 
-func newHealthServer(addr string, g prometheus.Gatherer, member groupMember, db database, lv levelSource, log *zap.Logger) *healthServer {
+func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, db database, lv levelSource, log *zap.Logger) *healthServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -75,6 +76,13 @@ func newHealthServer(addr string, g prometheus.Gatherer, member groupMember, db 
 		}
 		_ = json.NewEncoder(w).Encode(rep)
 	})
+	if pprofOn {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return &healthServer{addr: addr, mux: mux, log: log, listen: net.Listen}
 }
 

@@ -117,7 +117,7 @@ func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gathe
 	if s.HTTP.Addr == "" {
 		return
 	}
-	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, g, c, st, co, log.Named("http")))
+	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, st, co, log.Named("http")))
 }
 
 func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {

@@ -44,7 +44,8 @@ type LogConfig struct {
 
 // HTTPConfig configures the metrics and health server.
 type HTTPConfig struct {
-	Addr string `env:"MDS_HTTP_ADDR" help:"listen address of /metrics, /healthz and /readyz (empty disables)"`
+	Addr  string `env:"MDS_HTTP_ADDR" help:"listen address of /metrics, /healthz and /readyz (empty disables)"`
+	Pprof bool   `env:"MDS_HTTP_PPROF" help:"also serve Go's /debug/pprof/ profiles on MDS_HTTP_ADDR (keep that address private)"`
 }
 
 // DefaultSettings returns every package's documented defaults.
