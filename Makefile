@@ -31,9 +31,11 @@ lint: ## gofmt, go vet and staticcheck only
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+fuzz: ## run each fuzz target for FUZZTIME (default 20s): decoder, settings loader, DSN handling
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/tick
+	$(WITHPG) $(GO) test -run '^$$' -fuzz '^FuzzLoadSettings$$' -fuzztime $(FUZZTIME) ./internal/app
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
+	$(GO) test -run '^$$' -fuzz '^FuzzDSN$$' -fuzztime $(FUZZTIME) ./internal/secret
 
 bench: ## end-to-end benchmark against the database ceiling (minutes; prints progress)
 	$(GO) run ./bench/cmd/mdsbench
