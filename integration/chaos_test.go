@@ -113,6 +113,10 @@ func TestChaosExactlyOnce(t *testing.T) {
 	}
 	c.logf("caught up: mds_offsets equals the end offset of every partition")
 	c.report(ctx)
+	if z := c.members["p1"].last; z != nil {
+		c.logf("zombie p1: %v write transaction(s) refused by the offset compare-and-set after it woke (rolled back: nothing it wrote counts twice), %v queued ticks dropped to be re-read by the new owners",
+			z.sum("mds_store_transactions_total", `result="fenced"`), z.sum("mds_coord_dropped_ticks_total"))
+	}
 	c.stopAll()
 
 	fd := f.assertExactlyOnce(context.Background(), db, l)
