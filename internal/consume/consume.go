@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -18,8 +19,10 @@ import (
 
 // Queue is the coordinator side of the hand-off.
 type Queue interface {
-	// Submit blocks while the queue is full. It fails once the chunk's
-	// partition has been revoked from the queue, or when ctx is done.
+	// Submit blocks while the queue is full. It fails when ctx is done,
+	// and with an error wrapping coordinator.ErrRevoked once the chunk's
+	// partition has been revoked from the queue or fenced by the
+	// database (then it stays closed until Assign).
 	Submit(ctx context.Context, ch *tick.Chunk) error
 	// Assign opens the partitions for Submit.
 	Assign(tps []tick.TopicPartition)
@@ -72,6 +75,9 @@ type Consumer struct {
 
 	lag map[tick.TopicPartition]int64 // poll goroutine only
 
+	resyncTries int       // failed reads in a row for fenced partitions; poll goroutine only
+	resyncAt    time.Time // next read; poll goroutine only
+
 	commitKick chan struct{} // size 1: Ack wakes the committer
 
 	joined, polled atomic.Bool
@@ -89,8 +95,9 @@ type Consumer struct {
 
 // partState is what the member knows of one assigned partition.
 type partState struct {
-	gen  uint64 // which assignment this is
-	from int64  // From of the next chunk: the offset the database should hold, -1 for no row
+	gen    uint64 // which assignment (or resync) this is
+	from   int64  // From of the next chunk: the offset the database should hold, -1 for no row
+	resync bool   // fenced: paused and fed nothing until resync moves it
 }
 
 // New returns a Consumer for cfg. opts carry the broker connection (seeds,
@@ -178,6 +185,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
+	adm := kadm.NewClient(cl) // shares cl: never closed on its own
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
@@ -196,7 +204,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { c.commitLoop(commitCtx, cl, lastCommit) })
 
-	loopErr := c.poll(loopCtx, cl)
+	loopErr := c.poll(loopCtx, cl, adm)
 
 	// Shutdown: polling has stopped and rebalances are allowed.
 	c.polled.Store(false)

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -520,5 +521,129 @@ func TestStopCommitsAckedOffsetsWithoutWarnings(t *testing.T) {
 	}
 	if got := m.metric(t, "mds_consumer_commit_errors_total"); got != 0 {
 		t.Errorf("mds_consumer_commit_errors_total = %v after a clean stop", got)
+	}
+}
+
+// zombieWrites is a member that lost tp without noticing and commits the
+// records [from, next) before this member's first write.
+func zombieWrites(tp tick.TopicPartition, from, next int64) func(*fakeDB) {
+	return func(db *fakeDB) {
+		ch := &tick.Chunk{TopicPartition: tp, From: from, Next: next}
+		for off := from; off < next; off++ {
+			ch.Records = append(ch.Records, tick.Record{Offset: off})
+		}
+		if !db.write(ch) {
+			panic("zombie write fenced")
+		}
+	}
+}
+
+func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
+	const parts, n, more = 4, 100, 50
+	c := newCluster(t, parts)
+	c.produce(parts, n, goodTick)
+	// Partition 2's row will vanish (an operator reset it): it falls back,
+	// like a new assignment, to the Kafka committed offset.
+	var os kadm.Offsets
+	os.AddOffset(topic, 2, 10, -1)
+	if _, err := c.adm.CommitOffsets(context.Background(), "g8", os); err != nil {
+		t.Fatal(err)
+	}
+	db := newFakeDB()
+	for p := range int32(parts) {
+		db.offsets[tp(p)] = 20
+	}
+	q := newFakeQueue(db)
+	// Partitions 0 and 1: a zombie that still held them commits [20, 50)
+	// just before this member's first write, which is fenced.
+	q.fenceNext(tp(0), zombieWrites(tp(0), 20, 50))
+	q.fenceNext(tp(1), zombieWrites(tp(1), 20, 50))
+	q.fenceNext(tp(2), func(db *fakeDB) { delete(db.offsets, tp(2)) })
+	log, logs := warnings(t)
+	m := startMemberWith(t, c, testConfig("g8"), db, q, tick.DefaultLimits(), log)
+
+	fenced := func() int {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return db.fenced
+	}
+	eventually(t, 10*time.Second, "three fenced writes", func() bool { return fenced() == 3 })
+	// The fenced partitions are paused by backpressure when their next
+	// records arrive: nothing moves, and the member stays.
+	m.q.setLevel(backpressure.Hard)
+	eventually(t, 2*time.Second, "all partitions paused", func() bool { return m.metric(t, "mds_consumer_paused_partitions") == parts })
+	before := db.total()
+	c.produce(parts, more, func(p int32, i int) string { return goodTick(p, n+i) })
+	time.Sleep(500 * time.Millisecond)
+	if got := db.total(); got != before {
+		t.Fatalf("%d records written while paused", got-before)
+	}
+	m.q.setLevel(backpressure.OK)
+
+	start := map[tick.TopicPartition]int64{tp(0): 20, tp(1): 20, tp(2): 10, tp(3): 20}
+	want := make(map[tick.TopicPartition]int)
+	total := 0
+	for p, s := range start {
+		want[p] = n + more - int(s)
+		total += want[p]
+	}
+	eventually(t, 10*time.Second, "every record past the stored offsets", func() bool { return db.total() == total })
+	time.Sleep(200 * time.Millisecond) // nothing more may arrive
+	select {
+	case err := <-m.errc:
+		t.Fatalf("Run returned %v after a fence", err)
+	default:
+	}
+	db.mu.Lock()
+	db.fenced -= 3
+	db.mu.Unlock()
+	if err := db.exactlyOnce(want, start); err != nil {
+		t.Fatal(err)
+	}
+	// Each fenced partition starts again where the database says: the
+	// zombie's offset, or Kafka's with no row (From -1).
+	for p, wantFrom := range map[int32]int64{0: 50, 1: 50, 2: -1} {
+		chunks := m.q.partitionChunks(tp(p))
+		var first *tick.Chunk
+		for i, ch := range chunks {
+			if i > 0 && ch.From != chunks[i-1].Next {
+				first = ch
+				break
+			}
+		}
+		if first == nil {
+			t.Fatalf("%s: no chunk after the fence: %d chunks", tp(p), len(chunks))
+		}
+		if wantOff := max(wantFrom, 10); first.From != wantFrom || first.Records[0].Offset != wantOff {
+			t.Errorf("%s: first chunk after the fence has From %d at offset %d, want From %d at offset %d", tp(p), first.From, first.Records[0].Offset, wantFrom, wantOff)
+		}
+	}
+	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 3 {
+		t.Errorf("mds_consumer_resyncs_total = %v, want 3", got)
+	}
+	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 3 {
+		t.Errorf("%d resync warnings, want 3", got)
+	}
+	if !m.c.Ready() {
+		t.Error("not ready after the resyncs")
+	}
+}
+
+func TestQueueRefusalOtherThanAFenceFailsRun(t *testing.T) {
+	c := newCluster(t, 1)
+	c.produce(1, 10, goodTick)
+	db := newFakeDB()
+	q := newFakeQueue(db)
+	refusal := errors.New("chunk of market.ticks/0 starts at offset 3, want 7")
+	q.refuseWith(refusal)
+	m := startMemberWith(t, c, testConfig("g9"), db, q, tick.DefaultLimits(), zaptest.NewLogger(t))
+	m.stopOnce.Do(func() {}) // Run ends on its own
+	select {
+	case err := <-m.errc:
+		if !errors.Is(err, refusal) {
+			t.Fatalf("Run returned %v, want the refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not fail on a refused chunk")
 	}
 }

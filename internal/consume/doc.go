@@ -32,6 +32,32 @@
 // partitions, so an outage delays them and never skips data. The database's
 // compare-and-set on From, not this package, fences a zombie member.
 //
+// # Resync after a fence
+//
+// A partition can be fenced while the group still gives it to this member:
+// the member took it over and seeked to the stored offset S, then the
+// previous owner (a zombie, stalled past its session) woke up and committed
+// its in-flight batch S → S1 first. Those records are legitimately stored;
+// this member's chunk From=S is refused, the coordinator drops the
+// partition's queued work and closes it, and the partition's next Submit
+// fails with coordinator.ErrRevoked. The member then resyncs the partition
+// instead of failing: it drops the chunk, pauses the partition, revokes it
+// from the queue (waiting for its in-flight write), and after the next poll
+// (while no rebalance can run) reads the stored offset, moves the client's
+// fetch position there with SetOffsets (which discards fetches buffered
+// before), makes it the From of the next chunk and assigns the partition to
+// the queue again. Without a row the partition starts where a new
+// assignment would (the Kafka committed offset, else
+// MDS_KAFKA_START_OFFSET) with From -1. A failed read keeps the partition
+// paused and is retried with backoff (counted in
+// mds_consumer_offset_load_errors_total); each resync is counted in
+// mds_consumer_resyncs_total and logged as a warning. The fence is noticed
+// at the partition's next Submit: a fenced partition that receives no new
+// records (or stays paused by backpressure) resyncs once it does. A member
+// that is itself the zombie resyncs too, and is fenced again, until the
+// group takes the partition away. Any other refusal by the queue of a
+// partition still assigned fails Run.
+//
 // After each database commit the coordinator calls Ack; the next offsets
 // are then committed to Kafka in the background (one commit at a time,
 // newer acks coalescing), for lag tooling only. Failed commits are counted
@@ -94,12 +120,16 @@
 //   - mds_consumer_records_total: records fetched and handed on.
 //   - mds_consumer_decode_errors_total{reason}: dead-lettered records, by
 //     reason (decode, invalid, too_large).
-//   - mds_consumer_paused_partitions: partitions paused by backpressure.
+//   - mds_consumer_paused_partitions: partitions paused by backpressure or
+//     waiting for a resync.
 //   - mds_consumer_assigned_partitions: partitions assigned to this member.
 //   - mds_consumer_rebalances_total{event}: assigned, revoked, lost.
 //   - mds_consumer_lag_records: high watermark minus next offset, summed over
 //     assigned partitions, as of each partition's last fetch (a paused
 //     partition's lag is not refreshed until it is fetched again).
 //   - mds_consumer_commit_errors_total: failed Kafka commits.
-//   - mds_consumer_offset_load_errors_total: failed reads of stored offsets.
+//   - mds_consumer_offset_load_errors_total: failed reads of stored offsets
+//     (on assignment or resync).
+//   - mds_consumer_resyncs_total: fenced partitions moved back to their
+//     stored offset.
 package consume

@@ -8,10 +8,9 @@ import (
 	"sync"
 
 	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/coordinator"
 	"github.com/market-data-store/mds/internal/tick"
 )
-
-var errRevoked = errors.New("partition not assigned")
 
 // fakeDB is the database both fakes stand for: stored next offsets with the
 // compare-and-set of the real store, and every record written.
@@ -119,6 +118,8 @@ type fakeQueue struct {
 	full     bool // Submit blocks until ctx is done
 	holdAcks bool // acks wait for Drain, as the real queue's tail does
 	held     []tick.Range
+	zombies  map[tick.TopicPartition]func(*fakeDB) // runs before the partition's next write
+	refusal  error                                 // Submit returns it
 }
 
 type revokeCall struct {
@@ -139,14 +140,31 @@ func (q *fakeQueue) Submit(ctx context.Context, ch *tick.Chunk) error {
 		return ctx.Err()
 	}
 	q.mu.Lock()
+	if q.refusal != nil {
+		defer q.mu.Unlock()
+		return q.refusal
+	}
 	if !q.lanes[ch.TopicPartition] {
 		q.mu.Unlock()
-		return fmt.Errorf("submitting to %s: %w", ch.TopicPartition, errRevoked)
+		return fmt.Errorf("submitting to %s: %w", ch.TopicPartition, coordinator.ErrRevoked)
 	}
 	q.chunks[ch.TopicPartition] = append(q.chunks[ch.TopicPartition], ch)
 	hold := q.holdAcks
+	zombie, fence := q.zombies[ch.TopicPartition]
+	delete(q.zombies, ch.TopicPartition)
 	q.mu.Unlock()
-	if !q.db.write(ch) || q.acker == nil {
+	if fence {
+		// Another writer commits first; the queue then finds ch fenced
+		// and closes the lane, as the coordinator does.
+		zombie(q.db)
+	}
+	if !q.db.write(ch) {
+		q.mu.Lock()
+		delete(q.lanes, ch.TopicPartition)
+		q.mu.Unlock()
+		return nil
+	}
+	if q.acker == nil {
 		return nil
 	}
 	r := tick.Range{TopicPartition: ch.TopicPartition, From: ch.From, Next: ch.Next, LeaderEpoch: ch.LeaderEpoch}
@@ -219,6 +237,23 @@ func (q *fakeQueue) setHoldAcks(hold bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.holdAcks = hold
+}
+
+// fenceNext makes the next chunk of tp fenced: zombie changes the database
+// first.
+func (q *fakeQueue) fenceNext(tp tick.TopicPartition, zombie func(*fakeDB)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.zombies == nil {
+		q.zombies = make(map[tick.TopicPartition]func(*fakeDB))
+	}
+	q.zombies[tp] = zombie
+}
+
+func (q *fakeQueue) refuseWith(err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.refusal = err
 }
 
 func (q *fakeQueue) assigned() int {

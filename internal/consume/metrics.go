@@ -18,6 +18,7 @@ type metrics struct {
 	lag           prometheus.Gauge
 	commitErrors  prometheus.Counter
 	offsetLoadErr prometheus.Counter
+	resyncs       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mds_consumer_paused_partitions",
-			Help: "Assigned partitions currently paused by backpressure.",
+			Help: "Assigned partitions currently paused, by backpressure or waiting for a resync.",
 		}),
 		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mds_consumer_assigned_partitions",
@@ -55,13 +56,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		offsetLoadErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mds_consumer_offset_load_errors_total",
-			Help: "Failed reads of the stored offsets on partition assignment; each is retried.",
+			Help: "Failed reads of the stored offsets, on partition assignment or resync; each is retried.",
+		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mds_consumer_resyncs_total",
+			Help: "Partitions moved back to their stored offset after the database fenced them while they stayed assigned.",
 		}),
 	}
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge} {
 		m.decodeErrors.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr} {
+	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

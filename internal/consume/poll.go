@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/market-data-store/mds/internal/coordinator"
 	"github.com/market-data-store/mds/internal/tick"
 )
 
@@ -22,9 +24,10 @@ const (
 )
 
 // poll is the member's only polling goroutine. Each round it applies the
-// pause plan, polls at most a fifth of the queue's capacity, hands one chunk
-// per fetched partition to the queue in offset order, and allows rebalances.
-func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) error {
+// pause plan, polls at most a fifth of the queue's capacity, resyncs fenced
+// partitions, hands one chunk per fetched partition to the queue in offset
+// order, and allows rebalances.
+func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) error {
 	for ctx.Err() == nil {
 		c.reconcilePauses(cl)
 		limit := max(1, c.q.Current().Capacity/5)
@@ -33,7 +36,8 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) error {
 		fetches := cl.PollRecords(pctx, limit)
 		cancel()
 		c.polled.Store(true)
-		err := c.handOff(ctx, cl, fetches)
+		moved := c.resync(ctx, cl, adm)
+		err := c.handOff(ctx, cl, fetches, moved)
 		cl.AllowRebalance()
 		if err != nil {
 			return err
@@ -43,9 +47,11 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client) error {
 	return nil
 }
 
-// handOff submits the polled records. It returns an error only if the queue
-// refuses a chunk of a partition still assigned.
-func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
+// handOff submits the polled records, except those of the partitions moved
+// by a resync since they were fetched. It returns an error only if the
+// queue refuses a chunk of a partition still assigned, for another reason
+// than a fence.
+func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches, moved map[tick.TopicPartition]bool) error {
 	var err error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil {
@@ -59,12 +65,13 @@ func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 		st := c.parts[tp]
 		var gen uint64
 		var from int64
-		if st != nil {
+		skip := st == nil || st.resync // revoked, or fenced, since the records were fetched
+		if !skip {
 			gen, from = st.gen, st.from
 		}
 		c.mu.Unlock()
-		if st == nil {
-			return // revoked while the records were fetched
+		if skip || moved[tp] {
+			return
 		}
 		ch := c.chunk(tp, from, p.Records)
 		c.lag[tp] = max(0, p.HighWatermark-ch.Next)
@@ -138,7 +145,9 @@ func (c *Consumer) chunk(tp tick.TopicPartition, from int64, recs []*kgo.Record)
 // pending rebalance to run and re-plans pauses, so that a full queue holds
 // neither the group nor the pause policy hostage. A chunk whose partition
 // was revoked meanwhile is dropped: its records will be read again by the
-// partition's next owner, from the stored offset.
+// partition's next owner, from the stored offset. A chunk refused because
+// its partition was fenced is dropped too, and the partition marked for a
+// resync.
 func (c *Consumer) submit(ctx context.Context, cl *kgo.Client, ch *tick.Chunk, gen uint64) error {
 	for {
 		c.handoff.Lock()
@@ -148,6 +157,7 @@ func (c *Consumer) submit(ctx context.Context, cl *kgo.Client, ch *tick.Chunk, g
 		}
 		sctx, cancel := context.WithTimeout(ctx, submitSlice)
 		err := c.q.Submit(sctx, ch)
+		sliceEnded := sctx.Err() != nil
 		cancel()
 		if err == nil {
 			c.advance(ch.TopicPartition, gen, ch.Next)
@@ -159,7 +169,11 @@ func (c *Consumer) submit(ctx context.Context, cl *kgo.Client, ch *tick.Chunk, g
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case sctx.Err() == nil && c.current(ch.TopicPartition, gen):
+		case !sliceEnded && c.current(ch.TopicPartition, gen):
+			if errors.Is(err, coordinator.ErrRevoked) {
+				c.fenced(ctx, ch.TopicPartition, gen, err)
+				return nil
+			}
 			return fmt.Errorf("submitting %s: %w", ch.TopicPartition, err)
 		}
 		cl.AllowRebalance()
