@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -131,9 +132,10 @@ func normalize(environ map[string]string, settings []Setting) map[string]string 
 	return out
 }
 
+// isNumber reports whether s is a finite decimal number (not NaN or Inf).
 func isNumber(s string) bool {
-	_, err := strconv.ParseFloat(s, 64)
-	return err == nil
+	f, err := strconv.ParseFloat(s, 64)
+	return err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }
 
 func parsers() map[reflect.Type]env.ParserFunc {
@@ -150,7 +152,7 @@ func ParseDuration(s string) (time.Duration, error) {
 		return 0, nil
 	}
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if f < 0 || f > float64(1<<62)/float64(time.Second) {
+		if !(f >= 0 && f <= float64(1<<62)/float64(time.Second)) { // also NaN
 			return 0, fmt.Errorf("%q is out of range", s)
 		}
 		return time.Duration(f * float64(time.Second)), nil

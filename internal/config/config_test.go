@@ -83,6 +83,9 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"MDS_CAPACITY": "ten"}, []string{"MDS_CAPACITY", `"ten" is not a valid whole number`}},
 		{map[string]string{"MDS_FLUSH": "soon"}, []string{"MDS_FLUSH", "not a duration"}},
 		{map[string]string{"MDS_FLUSH": "-1s"}, []string{"MDS_FLUSH", "negative"}},
+		{map[string]string{"MDS_FLUSH": "NaN"}, []string{"MDS_FLUSH", `"NaN"`}},
+		{map[string]string{"MDS_BACKOFF_MS": "NaN"}, []string{"MDS_BACKOFF_MS", `"NaN" is out of range`}},
+		{map[string]string{"MDS_BACKOFF_MS": "-Inf"}, []string{"MDS_BACKOFF_MS", `"-Inf"`}},
 		{map[string]string{"MDS_JITTER": "maybe"}, []string{"MDS_JITTER", "not a boolean"}},
 		{map[string]string{"MDS_CAPACITY": "x", "MDS_RATIO": "y"}, []string{"MDS_CAPACITY", "MDS_RATIO"}},
 	} {
