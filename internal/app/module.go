@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
@@ -177,7 +178,9 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Regis
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
-		return fmt.Errorf("starting: %w", err)
+		// fx wraps a constructor's error in the chain of its dependents;
+		// the operator wants the cause.
+		return fmt.Errorf("starting: %w", dig.RootCause(err))
 	}
 	var code int
 	select {
