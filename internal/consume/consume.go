@@ -73,7 +73,8 @@ type Consumer struct {
 	depths  map[tick.TopicPartition]int // scratch for PartitionDepths
 	level   backpressure.Level          // last level applied
 
-	lag map[tick.TopicPartition]int64 // poll goroutine only
+	ends     map[tick.TopicPartition]int64 // end offsets of assigned partitions, under mu
+	lagEvery time.Duration                 // how often lagLoop lists end offsets
 
 	resyncTries int       // failed reads in a row for fenced partitions; poll goroutine only
 	resyncAt    time.Time // next read; poll goroutine only
@@ -125,7 +126,8 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		parts:      make(map[tick.TopicPartition]*partState),
 		acked:      make(map[tick.TopicPartition]kgo.EpochOffset),
 		depths:     make(map[tick.TopicPartition]int),
-		lag:        make(map[tick.TopicPartition]int64),
+		ends:       make(map[tick.TopicPartition]int64),
+		lagEvery:   lagEvery,
 		commitKick: make(chan struct{}, 1),
 		decodeLog:  sometimes{every: time.Second},
 		warnLog:    sometimes{every: 10 * time.Second},
@@ -203,6 +205,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { c.commitLoop(commitCtx, cl, lastCommit) })
+	wg.Go(func() { c.lagLoop(loopCtx, adm) })
 
 	loopErr := c.poll(loopCtx, cl, adm)
 

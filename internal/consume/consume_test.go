@@ -12,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -31,6 +33,7 @@ const topic = "market.ticks"
 // cluster is an in-process Kafka with one topic.
 type cluster struct {
 	t     *testing.T
+	kc    *kfake.Cluster
 	seeds []string
 	adm   *kadm.Client
 }
@@ -47,7 +50,7 @@ func newCluster(t *testing.T, partitions int32) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &cluster{t: t, seeds: kc.ListenAddrs(), adm: kadm.NewClient(cl)}
+	return &cluster{t: t, kc: kc, seeds: kc.ListenAddrs(), adm: kadm.NewClient(cl)}
 }
 
 // produce writes n records to each of partitions, values from value(p, i).
@@ -130,6 +133,7 @@ func startMemberWith(t *testing.T, c *cluster, cfg Config, db OffsetStore, q *fa
 		t.Fatal(err)
 	}
 	m.q.acker = m.c
+	m.c.lagEvery = 200 * time.Millisecond
 	go func() { m.errc <- m.c.Run(context.Background()) }()
 	t.Cleanup(func() { m.stop(t) })
 	return m
@@ -646,4 +650,57 @@ func TestQueueRefusalOtherThanAFenceFailsRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not fail on a refused chunk")
 	}
+}
+
+func TestLagGrowsWhilePaused(t *testing.T) {
+	const parts, n, more = 4, 20, 30
+	c := newCluster(t, parts)
+	c.produce(parts, n, goodTick)
+	db := newFakeDB()
+	log, logs := warnings(t)
+	m := startMemberWith(t, c, testConfig("g10"), db, newFakeQueue(db), tick.DefaultLimits(), log)
+	eventually(t, 10*time.Second, "every record", func() bool { return db.total() == parts*n })
+	eventually(t, 2*time.Second, "no lag", func() bool { return m.metric(t, "mds_consumer_lag_records") == 0 })
+
+	// The broker refuses to list offsets for a while: counted, logged once.
+	var refuse atomic.Bool
+	refuse.Store(true)
+	c.kc.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !refuse.Load() {
+			return nil, nil, false
+		}
+		c.kc.KeepControl()
+		resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range req.(*kmsg.ListOffsetsRequest).Topics {
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	eventually(t, 3*time.Second, "failed refreshes", func() bool { return m.metric(t, "mds_consumer_lag_refresh_errors_total") >= 3 })
+	refuse.Store(false)
+	if got := logs.FilterMessageSnippet("end offsets").Len(); got != 1 {
+		t.Errorf("%d warnings about listing end offsets, want 1", got)
+	}
+
+	m.q.setLevel(backpressure.Hard)
+	eventually(t, 2*time.Second, "all partitions paused", func() bool { return m.metric(t, "mds_consumer_paused_partitions") == parts })
+	c.produce(parts, more, func(p int32, i int) string { return goodTick(p, n+i) })
+	eventually(t, 3*time.Second, "lag of the records produced while paused", func() bool {
+		return m.metric(t, "mds_consumer_lag_records") == parts*more
+	})
+	if got := db.total(); got != parts*n {
+		t.Fatalf("%d records consumed while paused", got-parts*n)
+	}
+
+	m.q.setLevel(backpressure.OK)
+	eventually(t, 5*time.Second, "every record after resume", func() bool { return db.total() == parts*(n+more) })
+	eventually(t, 2*time.Second, "no lag after resume", func() bool { return m.metric(t, "mds_consumer_lag_records") == 0 })
 }

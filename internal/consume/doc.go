@@ -102,18 +102,24 @@
 //
 // Run owns every goroutine it starts and waits for them before it returns:
 // the poll loop (Run's own goroutine, the only user of the decoder), a
-// committer for Ack, a watcher for Stop, and the franz-go client's. The
+// committer for Ack, a lag refresher that lists end offsets every 5 s (each
+// listing bounded by that period), a watcher for Stop, and the franz-go
+// client's. The
 // group callbacks run on franz-go's goroutines. Ack, Ready and Stop are safe
 // from any goroutine.
 //
 // # Shutdown
 //
-// Stop(ctx), in this order: stop polling (a chunk still waiting for room is
-// abandoned; it is not in the database and will be read again), Queue.Drain
-// to write everything queued, a final Kafka commit of the acknowledged
-// offsets, then CloseAllowingRebalance, which leaves the group (revoking
-// what is left) unless MDS_KAFKA_INSTANCE_ID makes the member static. If
-// Run's context ends without Stop, the same happens without the drain.
+// Stop(ctx), in this order: stop polling and the lag refresher (a chunk
+// still waiting for room is abandoned; it is not in the database and will
+// be read again), Queue.Drain to write everything queued, then the
+// committer finishes the Kafka commit in flight, if any, makes one final
+// commit of the acknowledged offsets and exits (both bounded by ctx, never
+// cancelled by the stop itself, so a clean stop logs no warning), then
+// CloseAllowingRebalance, which leaves the group (revoking what is left)
+// unless MDS_KAFKA_INSTANCE_ID makes the member static. If Run's context
+// ends without Stop, the same happens without the drain, bounded by
+// MDS_KAFKA_REVOKE_TIMEOUT.
 //
 // # Metrics
 //
@@ -124,9 +130,14 @@
 //     waiting for a resync.
 //   - mds_consumer_assigned_partitions: partitions assigned to this member.
 //   - mds_consumer_rebalances_total{event}: assigned, revoked, lost.
-//   - mds_consumer_lag_records: high watermark minus next offset, summed over
-//     assigned partitions, as of each partition's last fetch (a paused
-//     partition's lag is not refreshed until it is fetched again).
+//   - mds_consumer_lag_records: end offset (high watermark) minus the next
+//     offset to hand to the queue, summed over assigned partitions. End
+//     offsets come from each fetch and from listing them every 5 s, so the
+//     lag of a paused partition keeps growing while backpressure holds it.
+//     A partition whose position is unknown (no stored row, nothing handed
+//     on yet) counts as 0.
+//   - mds_consumer_lag_refresh_errors_total: failed listings of end offsets
+//     (the first of a run of failures is logged).
 //   - mds_consumer_commit_errors_total: failed Kafka commits.
 //   - mds_consumer_offset_load_errors_total: failed reads of stored offsets
 //     (on assignment or resync).

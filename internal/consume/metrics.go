@@ -19,6 +19,7 @@ type metrics struct {
 	commitErrors  prometheus.Counter
 	offsetLoadErr prometheus.Counter
 	resyncs       prometheus.Counter
+	lagErrors     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lostEv:     rebalances.WithLabelValues("lost"),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mds_consumer_lag_records",
-			Help: "Records behind the high watermark, summed over assigned partitions, as of each partition's last fetch.",
+			Help: "Records not yet handed to the queue (end offset minus next offset), summed over assigned partitions; end offsets are refreshed every 5s even while paused.",
 		}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mds_consumer_commit_errors_total",
@@ -58,6 +59,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mds_consumer_offset_load_errors_total",
 			Help: "Failed reads of the stored offsets, on partition assignment or resync; each is retried.",
 		}),
+		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mds_consumer_lag_refresh_errors_total",
+			Help: "Failed listings of end offsets for mds_consumer_lag_records; each is retried at the next refresh.",
+		}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mds_consumer_resyncs_total",
 			Help: "Partitions moved back to their stored offset after the database fenced them while they stayed assigned.",
@@ -66,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge} {
 		m.decodeErrors.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr, m.resyncs} {
+	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr, m.resyncs, m.lagErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -42,7 +42,7 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) e
 		if err != nil {
 			return err
 		}
-		c.updateLag()
+		c.publishLag()
 	}
 	return nil
 }
@@ -74,7 +74,7 @@ func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 			return
 		}
 		ch := c.chunk(tp, from, p.Records)
-		c.lag[tp] = max(0, p.HighWatermark-ch.Next)
+		c.noteEnd(tp, p.HighWatermark)
 		err = c.submit(ctx, cl, ch, gen)
 	})
 	if err != nil && ctx.Err() != nil {
@@ -208,20 +208,4 @@ func (c *Consumer) assignedPartitions() []tick.TopicPartition {
 		out = append(out, tp)
 	}
 	return out
-}
-
-// updateLag publishes the lag summed over assigned partitions, forgetting
-// partitions no longer assigned.
-func (c *Consumer) updateLag() {
-	c.mu.Lock()
-	var sum int64
-	for tp, l := range c.lag {
-		if c.parts[tp] == nil {
-			delete(c.lag, tp)
-			continue
-		}
-		sum += l
-	}
-	c.mu.Unlock()
-	c.m.lag.Set(float64(sum))
 }
