@@ -48,6 +48,7 @@ import (
 	"github.com/market-data-store/mds/internal/app"
 	"github.com/market-data-store/mds/internal/config"
 	"github.com/market-data-store/mds/internal/pgtemp"
+	"github.com/market-data-store/mds/internal/pgtest"
 	"github.com/market-data-store/mds/internal/store"
 	"github.com/market-data-store/mds/internal/tick"
 )
@@ -64,7 +65,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childModeEnv); mode != "" {
 		os.Exit(child(mode))
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m) // the dlq tests use a database of the shared throwaway server
 }
 
 // child is main for the processes the scan starts.
