@@ -30,10 +30,11 @@ const (
 // processor processes in one group ingest 300,000 ticks with unique seq
 // across 12 partitions, plus records that cannot be decoded, records that
 // fail validation, and ticks the database refuses (a CHECK constraint added
-// after migrate). While they do, the test SIGKILLs a member and restarts
-// it, adds two members and removes them, stalls a member past its session
-// timeout with SIGSTOP and wakes it (the zombie), and terminates every
-// database session twice. At the end every good tick is in ticks exactly
+// after migrate). While they do, the test SIGKILLs a static member and
+// restarts it (it takes its partitions back), adds two members and removes
+// them, stalls a member past its session timeout with SIGSTOP and wakes it
+// (the zombie), terminates every database session twice, and SIGKILLs and
+// restarts a dynamic member (a rebalance after the session timeout). At the end every good tick is in ticks exactly
 // once, every poisoned record is in mds_dead_letters exactly once with its
 // reason, and mds_offsets holds each partition's end offset. It prints a
 // timeline of what it did and what it found.
@@ -45,7 +46,8 @@ func TestChaosExactlyOnce(t *testing.T) {
 	t.Cleanup(c.killAll)
 	f := c.f
 
-	c.logf("topic %s (12 partitions), group %s, session timeout %s, heartbeat 100ms", f.topic, f.group, svc.sessionTimeout)
+	c.logf("topic %s (12 partitions), group %s, session timeout %s, heartbeat 100ms; %s is a static member (MDS_KAFKA_INSTANCE_ID), the others dynamic",
+		f.topic, f.group, svc.sessionTimeout, staticMember)
 	if out, err := c.command(ctx, "migrate"); err != nil {
 		t.Fatalf("processor migrate: %v\n%s", err, out)
 	}
@@ -76,7 +78,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	c.sleep(ctx, 2*time.Second)
 	c.signal("p2", syscall.SIGKILL, true)
 	c.sleep(ctx, 500*time.Millisecond)
-	c.launch(ctx, "p2")
+	c.ready(ctx, c.launch(ctx, "p2"))
 
 	c.sleep(ctx, 3*time.Second)
 	c.launch(ctx, "p4")
@@ -100,7 +102,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 
 	c.sleep(ctx, 1500*time.Millisecond)
 	c.signal("p3", syscall.SIGKILL, true)
-	c.launch(ctx, "p3")
+	c.ready(ctx, c.launch(ctx, "p3"))
 
 	if err := <-produced; err != nil {
 		t.Fatalf("producing: %v", err)
@@ -181,10 +183,19 @@ func (c *chaos) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// staticMember names the member that uses static group membership
+// (MDS_KAFKA_INSTANCE_ID): when it is SIGKILLed and restarted, the new
+// process takes its partitions back without a rebalance. The others are
+// dynamic members, whose restart is a rebalance after the session timeout.
+const staticMember = "p2"
+
 // envList is the process environment of member name.
 func (c *chaos) envList(name string) []string {
 	env := c.f.env(c.t, name)
 	env["MDS_LOG_LEVEL"] = "info"
+	if name == staticMember {
+		env["MDS_KAFKA_INSTANCE_ID"] = name
+	}
 	list := []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
 		list = append(list, k+"="+v)

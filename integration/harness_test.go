@@ -609,6 +609,7 @@ type timeline struct {
 func newTimeline(t *testing.T) *timeline { return &timeline{t: t, start: time.Now()} }
 
 func (tl *timeline) logf(format string, args ...any) {
+	tl.t.Helper()
 	line := fmt.Sprintf("%7.2fs  %s", time.Since(tl.start).Seconds(), fmt.Sprintf(format, args...))
 	tl.mu.Lock()
 	tl.events = append(tl.events, line)
