@@ -12,8 +12,8 @@
 //
 // Every chunk covers the offsets [From, Next) of one partition. From is the
 // next offset the member expects the database to hold for the partition:
-// the stored offset for the first chunk after an assignment (-1 when the
-// partition has no row), and the previous chunk's Next after that. Chunks
+// the stored offset for the first chunk after an assignment or a resync
+// (-1 when the partition has no row), and the previous chunk's Next after that. Chunks
 // of a partition are submitted in offset order. Records carry their Kafka
 // key, value (copied out of franz-go's fetch buffers), timestamp and offset;
 // records that do not decode or validate are in the chunk's Dead, labelled
@@ -32,6 +32,11 @@
 // partitions, so an outage delays them and never skips data. The database's
 // compare-and-set on From, not this package, fences a zombie member.
 //
+// After each database commit the coordinator calls Ack; the next offsets
+// are then committed to Kafka in the background (one commit at a time,
+// newer acks coalescing), for lag tooling only. Failed commits are counted
+// and retried with the next one.
+//
 // # Resync after a fence
 //
 // A partition can be fenced while the group still gives it to this member:
@@ -43,11 +48,12 @@
 // fails with coordinator.ErrRevoked. The member then resyncs the partition
 // instead of failing: it drops the chunk, pauses the partition, revokes it
 // from the queue (waiting for its in-flight write), and after the next poll
-// (while no rebalance can run) reads the stored offset, moves the client's
-// fetch position there with SetOffsets (which discards fetches buffered
-// before), makes it the From of the next chunk and assigns the partition to
-// the queue again. Without a row the partition starts where a new
-// assignment would (the Kafka committed offset, else
+// (while no rebalance can run; one attempt lasts at most 2 s) reads the
+// stored offset, moves the client's fetch position there with SetOffsets
+// (which discards fetches buffered before), makes it the From of the next
+// chunk and assigns the partition to the queue again; partitions fenced
+// together are read and moved together. Without a row the partition starts
+// where a new assignment would (the Kafka committed offset, else
 // MDS_KAFKA_START_OFFSET) with From -1. A failed read keeps the partition
 // paused and is retried with backoff (counted in
 // mds_consumer_offset_load_errors_total); each resync is counted in
@@ -57,11 +63,6 @@
 // that is itself the zombie resyncs too, and is fenced again, until the
 // group takes the partition away. Any other refusal by the queue of a
 // partition still assigned fails Run.
-//
-// After each database commit the coordinator calls Ack; the next offsets
-// are then committed to Kafka in the background (one commit at a time,
-// newer acks coalescing), for lag tooling only. Failed commits are counted
-// and retried with the next one.
 //
 // # Rebalances
 //

@@ -40,10 +40,11 @@ func PausePlan(level backpressure.Level, assigned []tick.TopicPartition, depths 
 }
 
 // reconcilePauses makes the client's paused set equal the plan for the
-// current level, plus the partitions waiting for a resync. It resumes every paused partition outside the plan, those no
-// longer assigned included: franz-go keeps pauses across assignments
-// (issues #507, #1272), so a partition paused, revoked and assigned again
-// would otherwise never be fetched.
+// current level, plus the partitions waiting for a resync. It resumes every
+// paused partition outside that set, those no longer assigned included:
+// franz-go keeps pauses across assignments (issues #507, #1272), so a
+// partition paused, revoked and assigned again would otherwise never be
+// fetched.
 func (c *Consumer) reconcilePauses(cl *kgo.Client) {
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
