@@ -25,7 +25,7 @@ const (
 // startContainers starts Redpanda and TimescaleDB with testcontainers-go,
 // for the whole run. Redpanda is told to accept the short session timeouts
 // the failover tests use.
-func startContainers() (services, func(), error) {
+func startContainers() (_ services, _ func(), err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rpImage, tsImage := imageFrom(envRedpandaImage, defaultRedpandaImage), imageFrom(envTimescaleImage, defaultTimescaleImage)
@@ -36,6 +36,13 @@ func startContainers() (services, func(), error) {
 			stops[i]()
 		}
 	}
+	// testcontainers-go panics when it finds no Docker host.
+	defer func() {
+		if r := recover(); r != nil {
+			stop()
+			err = fmt.Errorf("testcontainers-go found no usable Docker engine (%v); unset %s to use kfake and the throwaway PostgreSQL", r, envDocker)
+		}
+	}()
 	terminate := func(c testcontainers.Container) func() {
 		return func() {
 			if err := testcontainers.TerminateContainer(c); err != nil {

@@ -41,9 +41,10 @@
 //
 // TestChaosExactlyOnce is the proof of the exactly-once promise: three
 // processor processes in one group ingest 300,000 ticks plus poisoned
-// records while the test SIGKILLs and restarts a member, adds and removes
-// members, stalls one past its session timeout (SIGSTOP, the zombie) and
-// terminates the database sessions. TestBackpressureEndToEnd stalls the
+// records while the test SIGKILLs and restarts members (one static, one
+// dynamic), adds and removes members, stalls one past its session timeout
+// (SIGSTOP, the zombie) and terminates the database sessions; it prints a
+// timeline of what it did and what it found. TestBackpressureEndToEnd stalls the
 // database under a running tick generator and follows the level on the
 // feedback topic, the paused partitions in /metrics and the generator's
 // rate, down and back up. TestIngest, TestRestart and TestRebalance cover
