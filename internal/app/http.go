@@ -20,6 +20,8 @@ import (
 // Readiness sources, declared here where they are used.
 type (
 	groupMember interface{ Ready() bool }
+	// brokers answers whether the Kafka cluster takes our connection now.
+	brokers func(ctx context.Context) error
 	database    interface {
 		Ping(ctx context.Context) error
 		Status(ctx context.Context) store.Status
@@ -44,7 +46,7 @@ type healthServer struct {
 	listen func(network, addr string) (net.Listener, error)
 }
 
-func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, db database, lv levelSource, log *zap.Logger) *healthServer {
+func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, kafka brokers, db database, lv levelSource, log *zap.Logger) *healthServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -55,10 +57,13 @@ func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member gr
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		rep := readyReport{Ready: true, Checks: map[string]string{}}
-		if member.Ready() {
+		switch err := kafka(ctx); {
+		case err != nil:
+			rep.Ready, rep.Checks["kafka"] = false, "unreachable: "+err.Error()
+		case !member.Ready():
+			rep.Ready, rep.Checks["kafka"] = false, "not yet a group member that has polled"
+		default:
 			rep.Checks["kafka"] = "ok"
-		} else {
-			rep.Ready, rep.Checks["kafka"] = false, "not yet a group member with assigned partitions polled"
 		}
 		if err := db.Ping(ctx); err != nil {
 			// The error of a ping names no secret: pgx errors carry host

@@ -114,11 +114,20 @@ func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko ka
 	return c, nil
 }
 
-func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gatherer, c *consume.Consumer, st *store.Store, co *coordinator.Coordinator, log *zap.Logger) {
+func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gatherer, ko kafkaOpts, c *consume.Consumer, st *store.Store, co *coordinator.Coordinator, log *zap.Logger) error {
 	if s.HTTP.Addr == "" {
-		return
+		return nil
 	}
-	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, st, co, log.Named("http")))
+	// /readyz asks the brokers itself: the group member alone does not
+	// notice that they went away until its session times out.
+	probe, err := kgo.NewClient(ko...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client for /readyz: %w", err)
+	}
+	lc.Append(fx.StopHook(probe.Close))
+	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, probe) }
+	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, st, co, log.Named("http")))
+	return nil
 }
 
 func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {
