@@ -21,8 +21,8 @@ import (
 type (
 	groupMember interface{ Ready() bool }
 	// brokers answers whether the Kafka cluster takes our connection now.
-	brokers func(ctx context.Context) error
-	database    interface {
+	brokers  func(ctx context.Context) error
+	database interface {
 		Ping(ctx context.Context) error
 		Status(ctx context.Context) store.Status
 	}
