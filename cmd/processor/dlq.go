@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/market-data-store/mds/internal/app"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/internal/store"
 )
@@ -45,31 +42,13 @@ func (f dlqFilter) query(ctx context.Context, st *store.Store) ([]store.DeadLett
 	})
 }
 
-// openStore opens the database of the settings without migrating.
-func openStore(g *globals) (*store.Store, app.Settings, *zap.Logger, error) {
-	s, err := app.LoadSettings(g.env)
-	if err != nil {
-		return nil, s, nil, err
-	}
-	log, err := app.NewLogger(s.Log)
-	if err != nil {
-		return nil, s, nil, err
-	}
-	cfg := s.Store
-	cfg.AutoMigrate = false
-	ctx, cancel := context.WithTimeout(g.ctx, time.Minute)
-	defer cancel()
-	st, err := store.Open(ctx, cfg, log.Named("store"), prometheus.NewRegistry())
-	return st, s, log, err
-}
-
 type dlqListCmd struct {
 	dlqFilter
 	JSON bool `help:"One JSON object per line instead of a table."`
 }
 
 func (c dlqListCmd) Run(g *globals) error {
-	st, _, _, err := openStore(g)
+	st, _, _, err := g.openStore()
 	if err != nil {
 		return err
 	}
@@ -130,7 +109,7 @@ func (c dlqReplayCmd) Run(g *globals) error {
 	if len(c.IDs) == 0 && c.FromID == 0 && c.ToID == 0 && c.Topic == "" && c.Reason == "" && c.Partition == nil {
 		return errors.New("choose what to replay: --id, --from-id/--to-id, --topic, --partition or --reason")
 	}
-	st, s, log, err := openStore(g)
+	st, s, log, err := g.openStore()
 	if err != nil {
 		return err
 	}

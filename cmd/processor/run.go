@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"go.uber.org/zap"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,11 +15,7 @@ import (
 type runCmd struct{}
 
 func (runCmd) Run(g *globals) error {
-	s, err := app.LoadSettings(g.env)
-	if err != nil {
-		return err
-	}
-	log, err := app.NewLogger(s.Log)
+	s, log, err := g.load()
 	if err != nil {
 		return err
 	}
@@ -26,29 +23,44 @@ func (runCmd) Run(g *globals) error {
 	return app.Run(g.ctx, s, log, app.NewRegistry())
 }
 
+// load reads and checks the settings and builds the logger.
+func (g *globals) load() (app.Settings, *zap.Logger, error) {
+	s, err := app.LoadSettings(g.env)
+	if err != nil {
+		return s, nil, err
+	}
+	log, err := app.NewLogger(s.Log)
+	return s, log, err
+}
+
+// openStore opens the database of the settings without migrating; the
+// commands that are not the service use it.
+func (g *globals) openStore() (*store.Store, app.Settings, *zap.Logger, error) {
+	s, log, err := g.load()
+	if err != nil {
+		return nil, s, nil, err
+	}
+	cfg := s.Store
+	cfg.AutoMigrate = false
+	ctx, cancel := context.WithTimeout(g.ctx, time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, cfg, log, prometheus.NewRegistry())
+	return st, s, log, err
+}
+
 type migrateCmd struct {
 	DryRun bool `help:"List the migrations and TimescaleDB statements that would run, and change nothing."`
 }
 
 func (m migrateCmd) Run(g *globals) error {
-	s, err := app.LoadSettings(g.env)
-	if err != nil {
-		return err
-	}
-	log, err := app.NewLogger(s.Log)
+	st, _, log, err := g.openStore()
 	if err != nil {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	defer st.Close()
 	ctx, cancel := context.WithTimeout(g.ctx, 10*time.Minute)
 	defer cancel()
-	cfg := s.Store
-	cfg.AutoMigrate = false
-	st, err := store.Open(ctx, cfg, log.Named("store"), prometheus.NewRegistry())
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	if m.DryRun {
 		plan, err := st.PlanMigrations(ctx)
 		if err != nil {
