@@ -106,7 +106,12 @@ func FuzzDSN(f *testing.F) {
 	f.Add("postgres://[::1]:5432,h:1/d?sslmode=disable&application_name=x", "%zz@/")
 	f.Fuzz(func(t *testing.T, dsn, pw string) {
 		red := secret.RedactDSN(dsn)
-		if cfg, err := pgconn.ParseConfig(dsn); err == nil && len(cfg.Password) >= 4 && strings.Contains(red, cfg.Password) {
+		// A password that also stands elsewhere in the string (inside
+		// "postgres", say) or in the redaction marker proves nothing by
+		// showing up: only one that stands once is checked.
+		if cfg, err := pgconn.ParseConfig(dsn); err == nil && len(cfg.Password) >= 4 &&
+			strings.Count(dsn, cfg.Password) <= 1 && !strings.Contains(secret.Redacted, cfg.Password) &&
+			strings.Contains(red, cfg.Password) {
 			t.Fatalf("RedactDSN(%q) = %q reveals %q", dsn, red, cfg.Password)
 		}
 		// The marker makes the password findable in the output, whatever
