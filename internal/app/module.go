@@ -38,8 +38,9 @@ var (
 // (brokers, TLS, SASL).
 type kafkaOpts []kgo.Opt
 
-// Module assembles the processor. reg is the registry /metrics serves;
-// extra options let dev mode and tests add to the graph.
+// Module assembles the processor: every package's constructor, the
+// bindings of their interfaces, and the start and stop order. reg is the
+// registry /metrics serves.
 func Module(s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
 	return fx.Options(
 		fx.Supply(s, log, reg),
