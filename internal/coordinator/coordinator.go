@@ -32,6 +32,17 @@ type Acker interface {
 	Ack(ranges []tick.Range)
 }
 
+// Fencer is told, from a worker goroutine, which partitions the store
+// fenced: the coordinator has dropped their queued work and closed their
+// lanes, so the records of the fenced batch wait in Kafka past the stored
+// offset until the consumer reads them again. An Acker that also
+// implements Fencer is told at once, rather than at the partition's next
+// Submit (ErrRevoked), which may never come if no record arrives. Fenced
+// must not block: it runs between the worker's write attempts.
+type Fencer interface {
+	Fenced(tps []tick.TopicPartition)
+}
+
 var (
 	// ErrQueueFull is returned by TrySubmit when the chunk does not fit.
 	ErrQueueFull = errors.New("coordinator queue full")
@@ -96,10 +107,11 @@ func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg promet
 	return c, nil
 }
 
-// SetAcker sets who is told about committed ranges. The consumer is built
-// after the coordinator (it needs Submit), so it is handed over here rather
-// than in New; call it before the first Submit. Commits made while no
-// acker is set (or after SetAcker(nil)) are not acknowledged.
+// SetAcker sets who is told about committed ranges and, if a implements
+// Fencer, about fenced partitions. The consumer is built after the
+// coordinator (it needs Submit), so it is handed over here rather than in
+// New; call it before the first Submit. Commits and fences that happen
+// while no acker is set (or after SetAcker(nil)) are told to nobody.
 func (c *Coordinator) SetAcker(a Acker) {
 	if a == nil {
 		c.acker.Store(nil)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -235,6 +236,104 @@ func TestFencedPartitionsAreDroppedWhileOthersCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "p0 to be committed after reassignment", func() bool { return len(sink.committed(p0)) == 5 })
+}
+
+// fenceLog is an Acker that is also a Fencer.
+type fenceLog struct {
+	ackLog
+	fmu    sync.Mutex
+	fences [][]tick.TopicPartition
+}
+
+func (f *fenceLog) Fenced(tps []tick.TopicPartition) {
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	f.fences = append(f.fences, slices.Clone(tps))
+}
+
+func (f *fenceLog) told() [][]tick.TopicPartition {
+	f.fmu.Lock()
+	defer f.fmu.Unlock()
+	return slices.Clone(f.fences)
+}
+
+func TestFencerIsToldEachFenceAtOnce(t *testing.T) {
+	for _, fencer := range []bool{true, false} {
+		t.Run(fmt.Sprintf("fencer=%v", fencer), func(t *testing.T) {
+			var fences *fenceLog
+			var acks interface {
+				Acker
+				of(tick.TopicPartition) []tick.Range
+			} = &ackLog{}
+			if fencer {
+				fences = &fenceLog{}
+				acks = fences
+			}
+			sink := newMemSink()
+			entered, release := make(chan struct{}), make(chan struct{})
+			sink.fail = func(call int, b *tick.Batch) error {
+				switch {
+				case call == 1: // p0, p1, p2; p2 is revoked meanwhile
+					close(entered)
+					<-release
+					return &tick.FencedError{Partitions: []tick.TopicPartition{p0, p2}}
+				case b.Chunks[0].TopicPartition == p0 && b.Chunks[0].From == 50:
+					return &tick.FencedError{Partitions: []tick.TopicPartition{p0}}
+				}
+				return nil
+			}
+			cfg := testConfig()
+			cfg.BatchSize = 30
+			h := start(t, cfg, sink, nil, false)
+			c, ctx := h.c, context.Background()
+			c.SetAcker(acks)
+			c.Assign([]tick.TopicPartition{p0, p1, p2})
+			for _, ch := range []*tick.Chunk{chunk(p0, 0, 10), chunk(p1, 0, 10), chunk(p2, 0, 10)} {
+				if err := c.Submit(ctx, ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.run()
+			<-entered
+			c.Revoke(ctx, []tick.TopicPartition{p2}, false) // a rebalance, not the fence, closed p2
+			close(release)
+			eventually(t, "p1 to be committed", func() bool { return len(sink.committed(p1)) == 10 })
+			if fencer {
+				eventually(t, "the fence to be told", func() bool { return len(fences.told()) == 1 })
+				if got := fences.told(); !slices.Equal(got[0], []tick.TopicPartition{p0}) {
+					t.Errorf("told %v fenced, want only p0", got)
+				}
+			}
+
+			// Assigned again from the zombie's offset, p0 is fenced a
+			// second time, then written.
+			c.Assign([]tick.TopicPartition{p0})
+			if err := c.Submit(ctx, chunk(p0, 50, 5)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the second fence", func() bool { return value(t, c.m.writeErrors[classFenced]) == 2 })
+			c.Assign([]tick.TopicPartition{p0})
+			if err := c.Submit(ctx, chunk(p0, 60, 5)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "p0 to be committed", func() bool { return len(sink.committed(p0)) == 5 })
+			if got := acks.of(p0); len(got) != 1 || got[0].From != 60 || got[0].Next != 65 {
+				t.Errorf("p0 acks %v, want only [60, 65)", got)
+			}
+			if got := acks.of(p1); len(got) != 1 || got[0].Next != 10 {
+				t.Errorf("p1 acks %v, want [0, 10)", got)
+			}
+			if got := sink.committed(p2); len(got) != 0 {
+				t.Errorf("revoked p2 committed %v", got)
+			}
+			if fencer {
+				want := [][]tick.TopicPartition{{p0}, {p0}}
+				if got := fences.told(); !slices.EqualFunc(got, want, slices.Equal) {
+					t.Errorf("told %v, want %v: each fence once", got, want)
+				}
+			}
+		})
+	}
 }
 
 func TestRevokeDropsQueuedAndWaitsForInflight(t *testing.T) {

@@ -50,6 +50,10 @@
 // drops a batch and never exits before Run's ctx is done; then a batch
 // still unwritten is abandoned, and the consumer re-reads it from the
 // stored offsets. After each commit the ranges go to the Acker (SetAcker).
+// After a fence, an Acker that is also a Fencer is told at once which
+// partitions were closed (those of the batch the error names whose lanes
+// were still open), so the consumer can re-read the fenced records without
+// waiting for the partition's next Submit to fail with ErrRevoked.
 //
 // Revoke drops the partitions' queued ticks, removes them from any batch
 // before its next attempt, and (if asked) waits for an attempt that

@@ -401,15 +401,20 @@ func (q *queue) revoke(ctx context.Context, tps []tick.TopicPartition, wait bool
 	return false
 }
 
-// fence closes the lanes of b named in tps: another member owns them.
-func (q *queue) fence(b *batch, tps []tick.TopicPartition) {
+// fence closes the lanes of b named in tps: another member owns them. It
+// returns the partitions it closed; a lane revoked during the attempt was
+// closed already and is not among them.
+func (q *queue) fence(b *batch, tps []tick.TopicPartition) []tick.TopicPartition {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	var closed []tick.TopicPartition
 	for _, l := range b.lanes {
 		if !l.closed && slices.Contains(tps, l.tp) {
 			q.closeLaneLocked(l)
+			closed = append(closed, l.tp)
 		}
 	}
+	return closed
 }
 
 // drain stops intake and waits until everything queued is written.

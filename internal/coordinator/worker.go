@@ -64,8 +64,8 @@ func (c *Coordinator) work(ctx context.Context) {
 // MaxAttempts attempts with exponential backoff; a failed round (or any
 // other error, or a panic) is one breaker failure, after which the batch
 // waits: MaxBackoff while the breaker stays closed, else until it lets a
-// probe through. A fenced error drops the fenced partitions and retries the
-// rest at once.
+// probe through. A fenced error drops the fenced partitions, tells the
+// acker (if it is a Fencer) and retries the rest at once.
 func (c *Coordinator) write(ctx context.Context, b *batch, bo *backoff.ExponentialBackOff) {
 	bo.Reset()
 	attempts := 0 // in this round
@@ -103,7 +103,7 @@ func (c *Coordinator) write(ctx context.Context, b *batch, bo *backoff.Exponenti
 			c.br.success() // the database answered
 			c.log.Info("partitions fenced by another member; dropping their work",
 				zap.Stringers("partitions", fenced.Partitions))
-			c.q.fence(b, fenced.Partitions)
+			c.tellFenced(c.q.fence(b, fenced.Partitions))
 			continue
 		}
 		class := classify(err)
@@ -125,6 +125,20 @@ func (c *Coordinator) write(ctx context.Context, b *batch, bo *backoff.Exponenti
 		if c.br.current() == circuitClosed {
 			c.clk.Sleep(ctx, c.cfg.Retry.MaxBackoff, nil)
 		}
+	}
+}
+
+// tellFenced tells the acker, if it is a Fencer, that the store fenced tps.
+func (c *Coordinator) tellFenced(tps []tick.TopicPartition) {
+	if len(tps) == 0 {
+		return
+	}
+	a := c.acker.Load()
+	if a == nil {
+		return
+	}
+	if f, ok := (*a).(Fencer); ok {
+		f.Fenced(tps)
 	}
 }
 
