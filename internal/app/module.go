@@ -25,6 +25,7 @@ import (
 var (
 	_ coordinator.Sink       = (*store.Store)(nil)
 	_ coordinator.Acker      = (*consume.Consumer)(nil)
+	_ coordinator.Fencer     = (*consume.Consumer)(nil)
 	_ consume.Queue          = (*coordinator.Coordinator)(nil)
 	_ consume.OffsetStore    = (*store.Store)(nil)
 	_ coordinator.Subscriber = (*feedback.KafkaPublisher)(nil)

@@ -76,6 +76,8 @@ type Consumer struct {
 	ends     map[tick.TopicPartition]int64 // end offsets of assigned partitions, under mu
 	lagEvery time.Duration                 // how often lagLoop lists end offsets
 
+	fences map[tick.TopicPartition]uint64 // told by Fenced, not yet handled: assignment generation; under mu
+
 	resyncTries int       // failed reads in a row for fenced partitions; poll goroutine only
 	resyncAt    time.Time // next read; poll goroutine only
 
@@ -127,6 +129,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		acked:      make(map[tick.TopicPartition]kgo.EpochOffset),
 		depths:     make(map[tick.TopicPartition]int),
 		ends:       make(map[tick.TopicPartition]int64),
+		fences:     make(map[tick.TopicPartition]uint64),
 		lagEvery:   lagEvery,
 		commitKick: make(chan struct{}, 1),
 		decodeLog:  sometimes{every: time.Second},

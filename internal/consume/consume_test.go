@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/coordinator"
 	"github.com/market-data-store/mds/internal/tick"
 )
 
@@ -558,6 +560,10 @@ func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
 		db.offsets[tp(p)] = 20
 	}
 	q := newFakeQueue(db)
+	// The fences are not told (TestFencedLastChunkResyncsWithoutNewRecords
+	// covers that): each is found by the partition's next Submit, as when
+	// the real coordinator's notice comes after that Submit.
+	q.quiet = true
 	// Partitions 0 and 1: a zombie that still held them commits [20, 50)
 	// just before this member's first write, which is fenced.
 	q.fenceNext(tp(0), zombieWrites(tp(0), 20, 50))
@@ -630,6 +636,98 @@ func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
 	}
 	if !m.c.Ready() {
 		t.Error("not ready after the resyncs")
+	}
+}
+
+func TestFencedLastChunkResyncsWithoutNewRecords(t *testing.T) {
+	const parts, n = 2, 100
+	c := newCluster(t, parts)
+	c.produce(parts, n, goodTick)
+	db := newFakeDB()
+	for p := range int32(parts) {
+		db.offsets[tp(p)] = 20
+	}
+	q := newFakeQueue(db)
+	// A zombie commits the first half of partition 0's last chunk (the one
+	// reaching the end of the topic) just before this member's write, which
+	// is fenced. Nothing is produced afterwards, so no Submit of partition 0
+	// follows: only the coordinator's notification can start the resync.
+	var resume atomic.Int64
+	q.fenceWhen(tp(0), func(ch *tick.Chunk) bool {
+		if ch.Next != n || ch.Size() < 2 {
+			return false
+		}
+		resume.Store((ch.From + n) / 2)
+		return true
+	}, func(db *fakeDB) {
+		db.mu.Lock()
+		from := db.offsets[tp(0)]
+		db.mu.Unlock()
+		zombieWrites(tp(0), from, resume.Load())(db)
+	})
+	log, logs := warnings(t)
+	m := startMemberWith(t, c, testConfig("g11"), db, q, tick.DefaultLimits(), log)
+
+	eventually(t, 10*time.Second, "the fence of partition 0's last chunk", func() bool {
+		db.mu.Lock()
+		defer db.mu.Unlock()
+		return db.fenced == 1
+	})
+	eventually(t, 3*time.Second, "partition 0's fenced records read again", func() bool { return db.total() == parts*(n-20) })
+	time.Sleep(200 * time.Millisecond) // nothing more may arrive
+	select {
+	case err := <-m.errc:
+		t.Fatalf("Run returned %v after a fence", err)
+	default:
+	}
+	db.mu.Lock()
+	db.fenced--
+	db.mu.Unlock()
+	want := map[tick.TopicPartition]int{tp(0): n - 20, tp(1): n - 20}
+	if err := db.exactlyOnce(want, map[tick.TopicPartition]int64{tp(0): 20, tp(1): 20}); err != nil {
+		t.Fatal(err)
+	}
+	chunks := m.q.partitionChunks(tp(0))
+	if last := chunks[len(chunks)-1]; last.From != resume.Load() || last.Records[0].Offset != resume.Load() || last.Next != n {
+		t.Errorf("last chunk of partition 0 is [%d, %d) from offset %d, want [%d, %d) after the zombie", last.From, last.Next, last.Records[0].Offset, resume.Load(), n)
+	}
+	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 1 {
+		t.Errorf("mds_consumer_resyncs_total = %v, want 1", got)
+	}
+	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 1 {
+		t.Errorf("%d resync warnings, want 1", got)
+	}
+}
+
+func TestFenceToldAndRefusedResyncsOnce(t *testing.T) {
+	db := newFakeDB()
+	q := newFakeQueue(db)
+	c, err := New(testConfig("g12"), q, db, tick.DefaultLimits(), nil, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for p := range int32(3) { // as onAssigned does
+		c.gen++
+		c.parts[tp(p)] = &partState{gen: c.gen, from: 20}
+	}
+	g0 := c.parts[tp(0)].gen
+	c.Fenced([]tick.TopicPartition{tp(0), tp(1), tp(2), tp(3)}) // 3 is not assigned
+	c.fenced(ctx, tp(0), g0, coordinator.ErrRevoked)            // 0's next Submit was refused before the poll loop looked
+	c.forget([]tick.TopicPartition{tp(2)})                      // 2 was revoked since
+	c.handleFences(ctx)
+	c.Fenced([]tick.TopicPartition{tp(1)}) // a second notice of the same fence
+	c.handleFences(ctx)
+
+	var revoked []tick.TopicPartition
+	for _, r := range q.revokeCalls() {
+		revoked = append(revoked, r.tps...)
+	}
+	if !slices.Equal(revoked, []tick.TopicPartition{tp(0), tp(1)}) {
+		t.Errorf("revoked %v, want partitions 0 and 1 once each", revoked)
+	}
+	if got := c.resyncing(); len(got) != 2 {
+		t.Errorf("%v waiting for a resync, want partitions 0 and 1", got)
 	}
 }
 

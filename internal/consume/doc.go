@@ -8,7 +8,7 @@
 // The Consumer uses two small interfaces that it declares: Queue (the
 // coordinator: Submit, Assign, Revoke, Drain, PartitionDepths, Current) and
 // OffsetStore (LoadOffsets from mds_offsets). It implements the
-// coordinator's Acker with Ack.
+// coordinator's Acker with Ack and its Fencer with Fenced.
 //
 // Every chunk covers the offsets [From, Next) of one partition. From is the
 // next offset the member expects the database to hold for the partition:
@@ -43,26 +43,30 @@
 // the member took it over and seeked to the stored offset S, then the
 // previous owner (a zombie, stalled past its session) woke up and committed
 // its in-flight batch S → S1 first. Those records are legitimately stored;
-// this member's chunk From=S is refused, the coordinator drops the
-// partition's queued work and closes it, and the partition's next Submit
-// fails with coordinator.ErrRevoked. The member then resyncs the partition
-// instead of failing: it drops the chunk, pauses the partition, revokes it
-// from the queue (waiting for its in-flight write), and after the next poll
-// (while no rebalance can run; one attempt lasts at most 2 s) reads the
-// stored offset, moves the client's fetch position there with SetOffsets
-// (which discards fetches buffered before), makes it the From of the next
-// chunk and assigns the partition to the queue again; partitions fenced
-// together are read and moved together. Without a row the partition starts
-// where a new assignment would (the Kafka committed offset, else
-// MDS_KAFKA_START_OFFSET) with From -1. A failed read keeps the partition
-// paused and is retried with backoff (counted in
+// this member's chunk From=S is refused, and the coordinator drops the
+// partition's queued work, closes it, and tells the member at once through
+// Fenced (the Consumer is a coordinator.Fencer), which only notes the
+// partition with its assignment generation. The member notices the fence at
+// its next poll round, or earlier if the partition's next Submit fails with
+// coordinator.ErrRevoked (a notice for an older generation, or for a
+// partition already waiting for its resync, is ignored). So a fenced
+// partition is resynced at the next poll round even when no new record
+// arrives or backpressure pauses it. The member resyncs the partition
+// instead of failing: it drops any chunk built for it, revokes it from the
+// queue (waiting for its in-flight write), and after a poll (while no
+// rebalance can run; one attempt lasts at most 2 s) reads the stored offset,
+// moves the client's fetch position there with SetOffsets (which discards
+// fetches buffered before), makes it the From of the next chunk and assigns
+// the partition to the queue again; partitions fenced together are read and
+// moved together. Without a row the partition starts where a new assignment
+// would (the Kafka committed offset, else MDS_KAFKA_START_OFFSET) with From
+// -1. Until a read succeeds the partition is paused and fed nothing; a
+// failed read is retried with backoff (counted in
 // mds_consumer_offset_load_errors_total); each resync is counted in
-// mds_consumer_resyncs_total and logged as a warning. The fence is noticed
-// at the partition's next Submit: a fenced partition that receives no new
-// records (or stays paused by backpressure) resyncs once it does. A member
-// that is itself the zombie resyncs too, and is fenced again, until the
-// group takes the partition away. Any other refusal by the queue of a
-// partition still assigned fails Run.
+// mds_consumer_resyncs_total and logged as a warning. A member that is
+// itself the zombie resyncs too, and is fenced again, until the group takes
+// the partition away. Any other refusal by the queue of a partition still
+// assigned fails Run.
 //
 // # Rebalances
 //

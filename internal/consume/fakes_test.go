@@ -102,10 +102,12 @@ func (db *fakeDB) exactlyOnce(want map[tick.TopicPartition]int, start map[tick.T
 }
 
 // fakeQueue stands for the coordinator: Submit writes the chunk to the fake
-// database at once and acknowledges it, unless the queue is made full.
+// database at once and acknowledges it, unless the queue is made full. A
+// fenced write closes the partition and, as the coordinator does, tells an
+// acker that is a coordinator.Fencer.
 type fakeQueue struct {
 	db    *fakeDB
-	acker interface{ Ack([]tick.Range) }
+	acker coordinator.Acker
 
 	mu       sync.Mutex
 	lanes    map[tick.TopicPartition]bool
@@ -118,8 +120,16 @@ type fakeQueue struct {
 	full     bool // Submit blocks until ctx is done
 	holdAcks bool // acks wait for Drain, as the real queue's tail does
 	held     []tick.Range
-	zombies  map[tick.TopicPartition]func(*fakeDB) // runs before the partition's next write
-	refusal  error                                 // Submit returns it
+	zombies  map[tick.TopicPartition]zombie // runs before a write of the partition
+	quiet    bool                           // fences are not told: only the partition's next Submit finds them
+	refusal  error                          // Submit returns it
+}
+
+// zombie is another writer that commits first, before the write of the
+// first chunk of its partition that when accepts (any chunk when nil).
+type zombie struct {
+	when func(*tick.Chunk) bool
+	do   func(*fakeDB)
 }
 
 type revokeCall struct {
@@ -149,19 +159,25 @@ func (q *fakeQueue) Submit(ctx context.Context, ch *tick.Chunk) error {
 		return fmt.Errorf("submitting to %s: %w", ch.TopicPartition, coordinator.ErrRevoked)
 	}
 	q.chunks[ch.TopicPartition] = append(q.chunks[ch.TopicPartition], ch)
-	hold := q.holdAcks
-	zombie, fence := q.zombies[ch.TopicPartition]
-	delete(q.zombies, ch.TopicPartition)
+	hold, quiet := q.holdAcks, q.quiet
+	z, fence := q.zombies[ch.TopicPartition]
+	fence = fence && (z.when == nil || z.when(ch))
+	if fence {
+		delete(q.zombies, ch.TopicPartition)
+	}
 	q.mu.Unlock()
 	if fence {
-		// Another writer commits first; the queue then finds ch fenced
-		// and closes the lane, as the coordinator does.
-		zombie(q.db)
+		// Another writer commits first; the queue then finds ch fenced,
+		// closes the lane and tells the acker, as the coordinator does.
+		z.do(q.db)
 	}
 	if !q.db.write(ch) {
 		q.mu.Lock()
 		delete(q.lanes, ch.TopicPartition)
 		q.mu.Unlock()
+		if f, ok := q.acker.(coordinator.Fencer); ok && !quiet {
+			f.Fenced([]tick.TopicPartition{ch.TopicPartition})
+		}
 		return nil
 	}
 	if q.acker == nil {
@@ -239,15 +255,21 @@ func (q *fakeQueue) setHoldAcks(hold bool) {
 	q.holdAcks = hold
 }
 
-// fenceNext makes the next chunk of tp fenced: zombie changes the database
+// fenceNext makes the next chunk of tp fenced: do changes the database
 // first.
-func (q *fakeQueue) fenceNext(tp tick.TopicPartition, zombie func(*fakeDB)) {
+func (q *fakeQueue) fenceNext(tp tick.TopicPartition, do func(*fakeDB)) {
+	q.fenceWhen(tp, nil, do)
+}
+
+// fenceWhen makes the first chunk of tp that when accepts fenced: do
+// changes the database first.
+func (q *fakeQueue) fenceWhen(tp tick.TopicPartition, when func(*tick.Chunk) bool, do func(*fakeDB)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.zombies == nil {
-		q.zombies = make(map[tick.TopicPartition]func(*fakeDB))
+		q.zombies = make(map[tick.TopicPartition]zombie)
 	}
-	q.zombies[tp] = zombie
+	q.zombies[tp] = zombie{when: when, do: do}
 }
 
 func (q *fakeQueue) refuseWith(err error) {

@@ -24,9 +24,10 @@ const (
 )
 
 // poll is the member's only polling goroutine. Each round it applies the
-// pause plan, polls at most a fifth of the queue's capacity, resyncs fenced
-// partitions, hands one chunk per fetched partition to the queue in offset
-// order, and allows rebalances.
+// pause plan, polls at most a fifth of the queue's capacity, marks the
+// partitions the coordinator reported fenced, resyncs fenced partitions,
+// hands one chunk per fetched partition to the queue in offset order, and
+// allows rebalances.
 func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) error {
 	for ctx.Err() == nil {
 		c.reconcilePauses(cl)
@@ -36,6 +37,7 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) e
 		fetches := cl.PollRecords(pctx, limit)
 		cancel()
 		c.polled.Store(true)
+		c.handleFences(ctx)
 		moved := c.resync(ctx, cl, adm)
 		err := c.handOff(ctx, cl, fetches, moved)
 		cl.AllowRebalance()

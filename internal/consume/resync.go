@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -24,7 +25,48 @@ const resyncTimeout = 2 * time.Second
 // coordinator then drops the partition's queued work and closes its lane,
 // so its next Submit fails with coordinator.ErrRevoked although the group
 // still gives the partition to this member. The member resyncs it instead
-// of failing: fenced marks it, resync moves it to the stored offset.
+// of failing: fenced marks it, resync moves it to the stored offset. The
+// coordinator also tells Fenced at once, so that a partition that receives
+// no new record (and so has no next Submit) is resynced too.
+
+// errFencedByStore is the cause logged for a fence told through Fenced.
+var errFencedByStore = errors.New("the store refused a batch of the partition: another writer committed first")
+
+// Fenced is the coordinator.Fencer: the store fenced tps. It runs on a
+// coordinator worker and must not block, so it only notes each partition
+// still assigned, with its assignment generation, for the poll loop
+// (handleFences). fenced cannot run here: it waits for the hand-off lock,
+// which a Submit waiting for this worker to free room may hold, and for the
+// queue's Revoke. A partition already marked for a resync (its Submit was
+// refused first) is skipped. Should a Submit find the fence and the resync
+// end before this notice arrives, the partition is resynced once more: a
+// re-read from the stored offset, which loses and duplicates nothing.
+func (c *Consumer) Fenced(tps []tick.TopicPartition) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, tp := range tps {
+		if st := c.parts[tp]; st != nil && !st.resync {
+			c.fences[tp] = st.gen
+		}
+	}
+}
+
+// handleFences marks the partitions told by Fenced for a resync. fenced
+// ignores a partition whose generation has changed since: revoked or
+// reassigned by a rebalance, or already fenced through a refused Submit.
+func (c *Consumer) handleFences(ctx context.Context) {
+	c.mu.Lock()
+	if len(c.fences) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	fences := c.fences
+	c.fences = make(map[tick.TopicPartition]uint64)
+	c.mu.Unlock()
+	for tp, gen := range fences {
+		c.fenced(ctx, tp, gen, errFencedByStore)
+	}
+}
 
 // fenced marks tp, refused by the queue while still in assignment gen, for
 // a resync: the chunks built so far are dropped (new generation), nothing
