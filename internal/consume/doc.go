@@ -93,15 +93,17 @@
 // between Submit slices and in every rebalance callback; anything paused and
 // not in the plan is resumed, including partitions no longer assigned,
 // because franz-go keeps pauses across assignments (franz-go #507, #1272).
-// Polls last at most 200 ms and fetches at most MDS_KAFKA_FETCH_MAX_WAIT, so
-// a level change takes effect within a fraction of a second, and the member
-// keeps polling (and stays in the group) while everything is paused.
+// Polls last at most 200 ms, and 10 ms while any partition is paused, so
+// that a paused partition resumes within about 10 ms of the level falling
+// (pausing makes franz-go drop the partition's buffered records, which are
+// fetched again). Fetches last at most MDS_KAFKA_FETCH_MAX_WAIT, and the
+// member keeps polling (and stays in the group) while everything is paused.
 //
 // # Bounded memory
 //
 // One poll returns at most a fifth of the queue's capacity, so a chunk always
 // fits in the queue's headroom. franz-go buffers at most one fetch per
-// broker, of at most MDS_KAFKA_FETCH_MAX_BYTES (16 MiB by default).
+// broker, of at most MDS_KAFKA_FETCH_MAX_BYTES (512 KiB by default).
 //
 // # Goroutines
 //

@@ -44,8 +44,8 @@ func PausePlan(level backpressure.Level, assigned []tick.TopicPartition, depths 
 // paused partition outside that set, those no longer assigned included:
 // franz-go keeps pauses across assignments (issues #507, #1272), so a
 // partition paused, revoked and assigned again would otherwise never be
-// fetched.
-func (c *Consumer) reconcilePauses(cl *kgo.Client) {
+// fetched. It returns the number of partitions left paused.
+func (c *Consumer) reconcilePauses(cl *kgo.Client) (paused int) {
 	c.pauseMu.Lock()
 	defer c.pauseMu.Unlock()
 
@@ -85,6 +85,7 @@ func (c *Consumer) reconcilePauses(cl *kgo.Client) {
 		c.log.Info("fetch level changed", zap.Stringer("level", level), zap.Int("paused", len(want)), zap.Int("assigned", len(assigned)))
 		c.level = level
 	}
+	return len(want)
 }
 
 func addTP(m map[string][]int32, topic string, p int32) map[string][]int32 {

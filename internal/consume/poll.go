@@ -16,8 +16,14 @@ import (
 
 const (
 	// pollTimeout bounds one poll, so that the loop re-plans pauses at
-	// least this often even when every partition is paused.
+	// least this often.
 	pollTimeout = 200 * time.Millisecond
+	// pausedPollTimeout bounds one poll while some partition is paused.
+	// A paused partition resumes only when the loop re-plans, and while
+	// every partition is paused the poll cannot return early, so with
+	// pollTimeout the workers sat idle for most of each HARD cycle of a
+	// backlog (`make bench`: 44,000 rows/s; 140,000-176,000 with this).
+	pausedPollTimeout = 10 * time.Millisecond
 	// submitSlice bounds one Submit attempt: a full queue holds a
 	// pending rebalance back at most this long.
 	submitSlice = 100 * time.Millisecond
@@ -30,10 +36,13 @@ const (
 // allows rebalances.
 func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) error {
 	for ctx.Err() == nil {
-		c.reconcilePauses(cl)
+		timeout := pollTimeout
+		if c.reconcilePauses(cl) > 0 {
+			timeout = pausedPollTimeout
+		}
 		limit := max(1, c.q.Current().Capacity/5)
 
-		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		fetches := cl.PollRecords(pctx, limit)
 		cancel()
 		c.polled.Store(true)
