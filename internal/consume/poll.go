@@ -22,7 +22,7 @@ const (
 	// A paused partition resumes only when the loop re-plans, and while
 	// every partition is paused the poll cannot return early, so with
 	// pollTimeout the workers sat idle for most of each HARD cycle of a
-	// backlog (`make bench`: 44,000 rows/s; 140,000-176,000 with this).
+	// backlog (`make bench`: 44,000 rows/s; 105,000-176,000 with this).
 	pausedPollTimeout = 10 * time.Millisecond
 	// submitSlice bounds one Submit attempt: a full queue holds a
 	// pending rebalance back at most this long.
