@@ -74,9 +74,9 @@ func (p *offsetPoller) committed() int64 {
 	return n
 }
 
-func endToEnd(ctx context.Context, e *benchEnv, o options) (e2eResult, error) {
+func endToEnd(ctx context.Context, e *benchEnv, o options, round int) (e2eResult, error) {
 	var r e2eResult
-	const name, group = "bench_e2e", "bench-e2e"
+	name, group := fmt.Sprintf("bench_e2e_%d", round), fmt.Sprintf("bench-e2e-%d", round)
 	url, err := e.freshDB(ctx, name)
 	if err != nil {
 		return r, err
@@ -91,13 +91,14 @@ func endToEnd(ctx context.Context, e *benchEnv, o options) (e2eResult, error) {
 	progress("processor end to end: default settings, %d ticks backlog, empty table", o.n)
 	pg0 := e.postgresCPU()
 	t0 := time.Now()
-	p, err := startProcessor(e, "e2e", map[string]string{
+	p, err := startProcessor(e, fmt.Sprintf("e2e-%d", round), map[string]string{
 		"MDS_DATABASE_URL": url, "MDS_KAFKA_TOPICS": ticksTopic, "MDS_KAFKA_GROUP": group,
 	})
 	if err != nil {
 		return r, err
 	}
 	defer p.stop()
+	saveProfiles := p.profile(ctx, e.pprofDir, fmt.Sprintf("e2e-%d", round), o.pprofSeconds)
 
 	ctx, cancel := context.WithTimeout(ctx, o.phaseTimeout)
 	defer cancel()
@@ -139,6 +140,7 @@ func endToEnd(ctx context.Context, e *benchEnv, o options) (e2eResult, error) {
 		return r, err
 	}
 	pgCPU := e.postgresCPU() - pg0
+	saveProfiles()
 	p.stop()
 
 	r.Rows = o.n

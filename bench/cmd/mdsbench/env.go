@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ type benchEnv struct {
 	brokers  string
 	template string   // database created by `processor migrate`
 	sets     []string // the -set flags, given to every processor run
+	pprofDir string   // where profiles go; empty: no profiling
 }
 
 const (
@@ -37,7 +39,7 @@ const (
 )
 
 func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
-	e := &benchEnv{sets: o.set}
+	e := &benchEnv{sets: o.set, pprofDir: o.pprofDir}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -48,12 +50,8 @@ func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
 	}
 	e.bin = o.processor
 	if e.bin == "" {
-		e.bin = filepath.Join(e.dir, "processor")
-		progress("building the processor (go build -o %s ./cmd/processor)", e.bin)
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", e.bin, "./cmd/processor")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building the processor: %w\n%s", err, out)
+		if e.bin, err = buildProcessor(ctx, e.dir, o.pprofDir != ""); err != nil {
+			return nil, err
 		}
 	}
 
@@ -86,6 +84,55 @@ func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
 	}
 	e.template = templateDB
 	return e, nil
+}
+
+// pprofSource is added to package main of the processor by `go build
+// -overlay` when profiling: the processor's source is not changed, and
+// only this benchmark's build listens on MDSBENCH_PPROF_ADDR.
+const pprofSource = `package main
+
+import (
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+)
+
+func init() {
+	if addr := os.Getenv("MDSBENCH_PPROF_ADDR"); addr != "" {
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
+}
+`
+
+// buildProcessor builds ./cmd/processor as `make build` does, with the
+// pprof listener of pprofSource when withPprof.
+func buildProcessor(ctx context.Context, dir string, withPprof bool) (string, error) {
+	bin := filepath.Join(dir, "processor")
+	args := []string{"build", "-trimpath", "-o", bin}
+	if withPprof {
+		pkg, err := filepath.Abs("cmd/processor")
+		if err != nil {
+			return "", err
+		}
+		src := filepath.Join(dir, "zz_benchpprof.go")
+		overlay := filepath.Join(dir, "overlay.json")
+		ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(pkg, "zz_benchpprof.go"): src}})
+		if err := os.WriteFile(src, []byte(pprofSource), 0o644); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(overlay, ov, 0o644); err != nil {
+			return "", err
+		}
+		args = append(args, "-overlay", overlay)
+	}
+	args = append(args, "./cmd/processor")
+	progress("building the processor (go %s)", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the processor: %w\n%s", err, out)
+	}
+	return bin, nil
 }
 
 func (e *benchEnv) close() {

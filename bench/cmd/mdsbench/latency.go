@@ -121,6 +121,7 @@ func latency(ctx context.Context, e *benchEnv, o options) (latencyResult, error)
 		(*pt)[rec.Offset] = rec.Timestamp
 	}
 
+	saveProfiles := p.profile(ctx, e.pprofDir, "latency", int(o.latencyDuration.Seconds()))
 	progress("latency: producing %d ticks/s for %s", o.latencyRate, o.latencyDuration)
 	gen := newTickGen(o.symbols, 1_000_000_000)
 	sent := 0
@@ -173,6 +174,7 @@ func latency(ctx context.Context, e *benchEnv, o options) (latencyResult, error)
 	if err != nil {
 		return r, err
 	}
+	saveProfiles()
 	p.stop()
 
 	mu.Lock()

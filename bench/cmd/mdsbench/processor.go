@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,19 +27,24 @@ type proc struct {
 	done    chan struct{}
 	logPath string
 	addr    string // MDS_HTTP_ADDR
+	pprof   string // MDSBENCH_PPROF_ADDR, when profiling
 }
 
 // startProcessor runs the processor with its defaults, the broker address,
 // the -set flags and extra, serving /metrics on a free local port.
 func startProcessor(e *benchEnv, name string, extra map[string]string) (*proc, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
-		return nil, fmt.Errorf("finding a free port: %w", err)
+		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	extra["MDS_HTTP_ADDR"] = addr
 	p := &proc{done: make(chan struct{}), logPath: filepath.Join(e.dir, name+".log"), addr: addr}
+	if e.pprofDir != "" {
+		if p.pprof, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		extra["MDSBENCH_PPROF_ADDR"] = p.pprof
+	}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, fmt.Errorf("creating processor log: %w", err)
@@ -53,6 +59,64 @@ func startProcessor(e *benchEnv, name string, extra map[string]string) (*proc, e
 	}
 	go func() { _ = p.cmd.Wait(); logf.Close(); close(p.done) }()
 	return p, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// profile starts a CPU profile of the next seconds in the background and
+// returns a function that waits for it and saves it as <name>-cpu.prof in
+// dir, with the allocation profile since the start (<name>-allocs.prof).
+// Without profiling it does nothing. Failures are reported, not fatal.
+func (p *proc) profile(ctx context.Context, dir, name string, seconds int) (finish func()) {
+	if p.pprof == "" {
+		return func() {}
+	}
+	get := func(ctx context.Context, path, file string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.pprof+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		for i := 0; err != nil && i < 40 && ctx.Err() == nil; i++ { // until it listens
+			time.Sleep(50 * time.Millisecond)
+			resp, err = http.DefaultClient.Do(req)
+		}
+		if err != nil {
+			progress("  profile %s: %v", file, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, file), b, 0o644)
+		}
+		if err != nil {
+			progress("  profile %s: %v", file, err)
+			return
+		}
+		progress("  saved %s", filepath.Join(dir, file))
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seconds+15)*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), name+"-cpu.prof")
+	}()
+	return func() {
+		defer cancel()
+		<-done
+		get(ctx, "/debug/pprof/allocs", name+"-allocs.prof")
+	}
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }

@@ -28,6 +28,19 @@ type result struct {
 	PctOfLowerCeiling float64        `json:"processor_pct_of_lower_ceiling,omitempty"`
 	Latency           *latencyResult `json:"latency,omitempty"`
 	Targets           []target       `json:"targets"`
+	// Rounds lists every round's figures; the sections above hold the
+	// best round of each.
+	Rounds []roundResult `json:"rounds"`
+}
+
+// roundResult is one round's headline figures.
+type roundResult struct {
+	Round               int     `json:"round"`
+	DBRowsPerSec        float64 `json:"db_ceiling_rows_per_s,omitempty"`
+	ConsumeRowsPerSec   float64 `json:"consume_ceiling_rows_per_s,omitempty"`
+	ProcessorRowsPerSec float64 `json:"processor_rows_per_s,omitempty"`
+	ProcessorCPUPerM    float64 `json:"processor_cpu_s_per_million,omitempty"`
+	ProcessorPeakRSSMB  float64 `json:"processor_peak_rss_mb,omitempty"`
 }
 
 type benchSettings struct {
@@ -41,6 +54,7 @@ type benchSettings struct {
 	PollIntervalMs  float64  `json:"poll_interval_ms"`
 	ProcessorSet    []string `json:"processor_settings,omitempty"` // -set flags; empty means defaults
 	FlushIntervalMs float64  `json:"flush_interval_ms"`
+	Rounds          int      `json:"rounds"`
 }
 
 func settingsOf(o options) benchSettings {
@@ -48,7 +62,7 @@ func settingsOf(o options) benchSettings {
 		N: o.n, Partitions: o.partitions, Symbols: o.symbols, Durable: o.durable, Compression: o.compression,
 		LatencyRate: o.latencyRate, LatencySeconds: o.latencyDuration.Seconds(),
 		PollIntervalMs: float64(o.pollInterval) / 1e6, ProcessorSet: o.set,
-		FlushIntervalMs: float64(flushInterval(o.set)) / 1e6,
+		FlushIntervalMs: float64(flushInterval(o.set)) / 1e6, Rounds: o.rounds,
 	}
 }
 
@@ -149,6 +163,13 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "  processor: %.0f rows/s including start-up; %.0f batches of %.0f rows, mean write %.1f ms; "+
 			"%g HARD events; postgres %.2f CPU s / M\n",
 			p.WallRowsPerSec, p.Batches, p.RowsPerBatch, p.MeanWriteMs, p.HardEvents, p.PostgresCPUPerM)
+	}
+	if len(r.Rounds) > 1 {
+		fmt.Fprintln(w, "  every round (the table shows the best of each): database | consume | processor rows/s, processor CPU s / M, peak RSS MB")
+		for _, rr := range r.Rounds {
+			fmt.Fprintf(w, "    round %d: %.0f | %.0f | %.0f, %.2f, %.1f\n", rr.Round,
+				rr.DBRowsPerSec, rr.ConsumeRowsPerSec, rr.ProcessorRowsPerSec, rr.ProcessorCPUPerM, rr.ProcessorPeakRSSMB)
+		}
 	}
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "\nlatency, produce to commit, at %.0f ticks/s offered (%.0f achieved, %d ticks):\n", l.OfferedPerSec, l.AchievedPerSec, l.Ticks)
