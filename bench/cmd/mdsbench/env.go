@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -50,7 +49,7 @@ func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
 	}
 	e.bin = o.processor
 	if e.bin == "" {
-		if e.bin, err = buildProcessor(ctx, e.dir, o.pprofDir != ""); err != nil {
+		if e.bin, err = buildProcessor(ctx, e.dir); err != nil {
 			return nil, err
 		}
 	}
@@ -86,48 +85,11 @@ func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
 	return e, nil
 }
 
-// pprofSource is added to package main of the processor by `go build
-// -overlay` when profiling: the processor's source is not changed, and
-// only this benchmark's build listens on MDSBENCH_PPROF_ADDR.
-const pprofSource = `package main
-
-import (
-	"net/http"
-	_ "net/http/pprof"
-	"os"
-)
-
-func init() {
-	if addr := os.Getenv("MDSBENCH_PPROF_ADDR"); addr != "" {
-		go func() { _ = http.ListenAndServe(addr, nil) }()
-	}
-}
-`
-
-// buildProcessor builds ./cmd/processor as `make build` does, with the
-// pprof listener of pprofSource when withPprof.
-func buildProcessor(ctx context.Context, dir string, withPprof bool) (string, error) {
+// buildProcessor builds ./cmd/processor as `make build` does.
+func buildProcessor(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "processor")
-	args := []string{"build", "-trimpath", "-o", bin}
-	if withPprof {
-		pkg, err := filepath.Abs("cmd/processor")
-		if err != nil {
-			return "", err
-		}
-		src := filepath.Join(dir, "zz_benchpprof.go")
-		overlay := filepath.Join(dir, "overlay.json")
-		ov, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(pkg, "zz_benchpprof.go"): src}})
-		if err := os.WriteFile(src, []byte(pprofSource), 0o644); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(overlay, ov, 0o644); err != nil {
-			return "", err
-		}
-		args = append(args, "-overlay", overlay)
-	}
-	args = append(args, "./cmd/processor")
-	progress("building the processor (go %s)", strings.Join(args, " "))
-	cmd := exec.CommandContext(ctx, "go", args...)
+	progress("building the processor (go build -trimpath -o %s ./cmd/processor)", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/processor")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building the processor: %w\n%s", err, out)

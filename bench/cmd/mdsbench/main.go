@@ -96,7 +96,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipConsume, "skip-consume", false, "skip the consume ceiling (the database ceiling then decodes the records itself)")
 	fs.BoolVar(&o.skipProcessor, "skip-processor", false, "skip the processor end-to-end run")
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "skip the latency phase")
-	fs.StringVar(&o.pprofDir, "pprof", "", "build the processor with a pprof listener and save its CPU and allocation profiles of each phase into this directory")
+	fs.StringVar(&o.pprofDir, "pprof", "", "run the processor with MDS_HTTP_PPROF=true and save its CPU and allocation profiles of each phase into this directory")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 30, "length of the end-to-end CPU profile (from the processor start)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -27,7 +27,7 @@ type proc struct {
 	done    chan struct{}
 	logPath string
 	addr    string // MDS_HTTP_ADDR
-	pprof   string // MDSBENCH_PPROF_ADDR, when profiling
+	pprof   string // where /debug/pprof/ answers, when profiling
 }
 
 // startProcessor runs the processor with its defaults, the broker address,
@@ -40,10 +40,8 @@ func startProcessor(e *benchEnv, name string, extra map[string]string) (*proc, e
 	extra["MDS_HTTP_ADDR"] = addr
 	p := &proc{done: make(chan struct{}), logPath: filepath.Join(e.dir, name+".log"), addr: addr}
 	if e.pprofDir != "" {
-		if p.pprof, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		extra["MDSBENCH_PPROF_ADDR"] = p.pprof
+		extra["MDS_HTTP_PPROF"] = "true" // /debug/pprof/ on MDS_HTTP_ADDR
+		p.pprof = addr
 	}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
