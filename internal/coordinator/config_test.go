@@ -10,8 +10,8 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if low, high := cfg.Watermarks(); low != 5000 || high != 8000 {
-		t.Errorf("default watermarks %d/%d, want 5000/8000", low, high)
+	if low, high := cfg.Watermarks(); low != 25000 || high != 40000 { // 50 % and 80 % of 50000
+		t.Errorf("default watermarks %d/%d, want 25000/40000", low, high)
 	}
 	if cfg.ID == "" {
 		t.Error("default ID is empty")

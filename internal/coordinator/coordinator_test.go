@@ -555,3 +555,33 @@ func TestMetricsAreRegistered(t *testing.T) {
 		t.Errorf("depth after drain %v", v)
 	}
 }
+
+// At HARD the consumer stops fetching, so a partial batch is written at once
+// instead of waiting for BatchSize ticks or the flush interval.
+func TestPartialBatchIsWrittenAtOnceWhenHard(t *testing.T) {
+	cfg := testConfig()
+	cfg.Capacity, cfg.HighWatermark, cfg.LowWatermark = 100, 60, 30
+	cfg.BatchSize = 100
+	cfg.FlushInterval = time.Hour
+	sink := newMemSink()
+	h := start(t, cfg, sink, nil, true)
+	c := h.c
+	c.Assign([]tick.TopicPartition{p0})
+	if err := c.Submit(context.Background(), chunk(p0, 0, 50)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := len(sink.committed(p0)); got != 0 {
+		t.Fatalf("%d ticks written below the high watermark, before the batch or its age was due", got)
+	}
+	if err := c.Submit(context.Background(), chunk(p0, 50, 20)); err != nil { // 70 queued: HARD
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sink.committed(p0)) < 70 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := len(sink.committed(p0)); got != 70 {
+		t.Fatalf("%d of 70 ticks written at HARD", got)
+	}
+}

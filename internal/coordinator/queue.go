@@ -195,6 +195,9 @@ func (q *queue) resizeLocked(delta int) {
 		return
 	}
 	q.level, q.reason = lvl, reasonFor(lvl)
+	if lvl == backpressure.Hard {
+		q.work.notify() // intake pauses: partial batches are due
+	}
 	q.onLevel(q.eventLocked())
 }
 
@@ -219,8 +222,9 @@ func (q *queue) current() backpressure.Event {
 
 // take blocks until a batch is due and returns it, or returns nil once ctx
 // is done. A batch is due when the ready lanes hold BatchSize ticks, when
-// the oldest ready chunk waited FlushInterval, when producers are blocked
-// on a full queue, or when draining.
+// the oldest ready chunk waited FlushInterval, when the level is HARD or
+// producers are blocked on a full queue (intake has stopped: waiting for a
+// fuller batch would only leave the database idle), or when draining.
 func (q *queue) take(ctx context.Context) *batch {
 	var timer *time.Timer
 	defer func() {
@@ -234,7 +238,7 @@ func (q *queue) take(ctx context.Context) *batch {
 		var due <-chan time.Time
 		if len(q.ready) > 0 {
 			age := time.Since(q.ready[0].chunks[0].at)
-			if q.readySize >= q.batchSize || age >= q.flushEvery || q.blocked > 0 || q.closed {
+			if q.readySize >= q.batchSize || age >= q.flushEvery || q.level == backpressure.Hard || q.blocked > 0 || q.closed {
 				return q.buildLocked()
 			}
 			if timer == nil {
