@@ -31,11 +31,6 @@ const insertDeadLetterSQL = `INSERT INTO mds_dead_letters (topic, partition, "of
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (topic, partition, "offset") DO NOTHING`
 
-var (
-	ticksTable   = pgx.Identifier{"ticks"}
-	ticksColumns = []string{"ts", "symbol", "venue", "price", "size", "bid", "ask", "bid_size", "ask_size", "seq"}
-)
-
 // Write stores a batch in one transaction: the offset compare-and-set of
 // every partition the batch covers, the tick rows (COPY), and the dead
 // letters, including rows the database rejected as data errors.
@@ -91,9 +86,8 @@ func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (
 		res.fenced = &tick.FencedError{Partitions: fenced}
 		return res, nil
 	}
-	src := newTickSource(b.Chunks)
 	var rejected []tick.DeadLetter
-	if res.rows, err = copyRows(ctx, tx, src, 0, b.Rows(), &rejected); err != nil {
+	if res.rows, err = copyRows(ctx, tx, b.Chunks, 0, b.Rows(), &rejected); err != nil {
 		return res, err
 	}
 	if res.dead, err = insertDeadLetters(ctx, tx, b.Chunks, rejected); err != nil {
@@ -134,13 +128,13 @@ func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []ti
 	return fenced, nil
 }
 
-// copyRows copies rows [lo, hi) of src inside a savepoint. When the
+// copyRows copies rows [lo, hi) of the chunks inside a savepoint. When the
 // database refuses the data (SQLSTATE class 22 or 23), it rolls back to the
 // savepoint and bisects: each half is tried on its own, down to single rows,
 // and every row refused on its own is appended to rejected as a dead letter.
 // So k bad rows among n cost about 2k·log2(n) extra COPY statements, and
 // the good rows are all written in the same transaction.
-func copyRows(ctx context.Context, tx pgx.Tx, src *tickSource, lo, hi int, rejected *[]tick.DeadLetter) (int64, error) {
+func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, rejected *[]tick.DeadLetter) (int64, error) {
 	if lo >= hi {
 		return 0, nil
 	}
@@ -148,8 +142,7 @@ func copyRows(ctx context.Context, tx pgx.Tx, src *tickSource, lo, hi int, rejec
 	if err != nil {
 		return 0, fmt.Errorf("creating savepoint: %w", err)
 	}
-	src.window(lo, hi)
-	n, copyErr := sp.CopyFrom(ctx, ticksTable, ticksColumns, src)
+	n, copyErr := copyTicks(ctx, sp, chunks, lo, hi)
 	if copyErr == nil {
 		if err := sp.Commit(ctx); err != nil {
 			return 0, fmt.Errorf("releasing savepoint: %w", err)
@@ -163,7 +156,8 @@ func copyRows(ctx context.Context, tx pgx.Tx, src *tickSource, lo, hi int, rejec
 		return 0, fmt.Errorf("copying ticks: %w", copyErr)
 	}
 	if hi-lo == 1 {
-		c, r := src.at(lo)
+		ci, ri := locate(chunks, lo)
+		c, r := chunks[ci], &chunks[ci].Records[ri]
 		*rejected = append(*rejected, tick.DeadLetter{
 			TopicPartition: c.TopicPartition,
 			Offset:         r.Offset,
@@ -175,11 +169,11 @@ func copyRows(ctx context.Context, tx pgx.Tx, src *tickSource, lo, hi int, rejec
 		return 0, nil
 	}
 	mid := lo + (hi-lo)/2
-	n1, err := copyRows(ctx, tx, src, lo, mid, rejected)
+	n1, err := copyRows(ctx, tx, chunks, lo, mid, rejected)
 	if err != nil {
 		return 0, err
 	}
-	n2, err := copyRows(ctx, tx, src, mid, hi, rejected)
+	n2, err := copyRows(ctx, tx, chunks, mid, hi, rejected)
 	return n1 + n2, err
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/market-data-store/mds/internal/pgtest"
@@ -423,50 +422,4 @@ func BenchmarkWrite(b *testing.B) {
 		c.Next = c.From + rows
 	}
 	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
-}
-
-// BenchmarkTickSource measures what the COPY source costs per row on our
-// side of pgx: it must not allocate.
-func BenchmarkTickSource(b *testing.B) {
-	c := chunk("ticks", 0, 0, 5000, "BENCH")
-	src := newTickSource([]*tick.Chunk{c})
-	b.ReportAllocs()
-	for b.Loop() {
-		src.window(0, len(c.Records))
-		for src.Next() {
-			if _, err := src.Values(); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-}
-
-func TestTickSourceWindowsAndAllocations(t *testing.T) {
-	chunks := []*tick.Chunk{chunk("t", 0, 0, 3, "A"), {TopicPartition: tick.TopicPartition{Topic: "t", Partition: 9}}, chunk("t", 1, 10, 14, "B")}
-	src := newTickSource(chunks)
-	var offs []int64
-	src.window(2, 6)
-	for src.Next() {
-		v, _ := src.Values()
-		offs = append(offs, src.cur.Offset)
-		price, venue, seq := v[3].(*pgtype.Float8), v[2].(*pgtype.Text), v[9].(*pgtype.Int8)
-		if !price.Valid || price.Float64 != src.cur.Tick.Price || venue.Valid || seq.Valid {
-			t.Fatalf("values %v", v)
-		}
-	}
-	if !slices.Equal(offs, []int64{2, 10, 11, 12}) {
-		t.Fatalf("window(2,6) yielded offsets %v", offs)
-	}
-	if c, r := src.at(6); c.Partition != 1 || r.Offset != 13 {
-		t.Fatalf("at(6) = %s %d", c.TopicPartition, r.Offset)
-	}
-	allocs := testing.AllocsPerRun(10, func() {
-		src.window(0, 7)
-		for src.Next() {
-			_, _ = src.Values()
-		}
-	})
-	if allocs != 0 {
-		t.Fatalf("the COPY source allocates %v times per pass", allocs)
-	}
 }
