@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/market-data-store/mds/internal/tick"
 )
@@ -42,6 +43,26 @@ const (
 // errCopyClosed is what a copyReader returns when it is read after its COPY
 // statement returned (see copyReader).
 var errCopyClosed = errors.New("copy reader read after its statement returned")
+
+// isLayoutError reports whether err, returned by a COPY of copyTicksSQL on a
+// session that survived it, is the server failing to read the binary data
+// as the columns of ticks: a field of the wrong length for its column's type
+// (22P03 invalid binary representation, or 08P01 "insufficient data left in
+// message" when the field is too short) or a malformed stream (22P04). No
+// value of a tick causes any of them, so such an error is the table's
+// fault, never a row's: it must fail the write, neither dead-letter every
+// row as a data error nor be retried as a connection error.
+func isLayoutError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "22P03", "22P04", "08P01":
+		return true
+	}
+	return false
+}
 
 // copyTicks copies rows [lo, hi) of the chunks into ticks with one binary
 // COPY on tx's connection and returns the number of rows the server stored.

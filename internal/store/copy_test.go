@@ -226,3 +226,33 @@ func BenchmarkCopyReader(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(c.Records)), "ns/row")
 }
+
+// TestCopyIntoAnotherLayoutFailsTheWrite checks that a ticks table whose
+// columns no longer have the types of the migrations fails the write with a
+// permanent error: the binary COPY then sends fields the server cannot read
+// (22P03), which must not pass for bad rows and be dead-lettered.
+func TestCopyIntoAnotherLayoutFailsTheWrite(t *testing.T) {
+	for _, alter := range []string{
+		`ALTER TABLE ticks ALTER price TYPE real`,
+		`ALTER TABLE ticks ALTER price TYPE numeric`,
+		`ALTER TABLE ticks ALTER seq TYPE integer`,
+	} {
+		t.Run(alter, func(t *testing.T) {
+			s, url, _ := newStore(t)
+			ctx := testCtx(t)
+			db := connect(t, url)
+			if _, err := db.Exec(ctx, alter); err != nil {
+				t.Fatal(err)
+			}
+			c := chunk("ticks", 0, -1, 5, "A")
+			c.Records[2].Tick.Seq, c.Records[2].Tick.Has = 7, tick.HasSeq
+			err := s.Write(ctx, batch(c))
+			if err == nil || IsTemporary(err) {
+				t.Fatalf("Write = %v, want a permanent error", err)
+			}
+			if n := queryInt(t, db, `SELECT count(*) FROM mds_dead_letters`) + queryInt(t, db, `SELECT count(*) FROM mds_offsets`); n != 0 {
+				t.Fatalf("%d dead letters and offsets stored", n)
+			}
+		})
+	}
+}

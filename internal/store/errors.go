@@ -96,6 +96,9 @@ type writeError struct {
 }
 
 func newWriteError(err error) error {
+	if we, ok := err.(*writeError); ok {
+		return we // classified where it happened
+	}
 	return &writeError{err: err, temporary: IsTemporary(err)}
 }
 

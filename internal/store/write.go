@@ -129,8 +129,9 @@ func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []ti
 }
 
 // copyRows copies rows [lo, hi) of the chunks inside a savepoint. When the
-// database refuses the data (SQLSTATE class 22 or 23), it rolls back to the
-// savepoint and bisects: each half is tried on its own, down to single rows,
+// database refuses the data (SQLSTATE class 22 or 23, but for the errors of
+// a table that does not fit the encoding, see isLayoutError), it rolls back
+// to the savepoint and bisects: each half is tried on its own, down to single rows,
 // and every row refused on its own is appended to rejected as a dead letter.
 // So k bad rows among n cost about 2k·log2(n) extra COPY statements, and
 // the good rows are all written in the same transaction.
@@ -151,6 +152,10 @@ func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, 
 	}
 	if err := sp.Rollback(ctx); err != nil {
 		return 0, fmt.Errorf("rolling back to savepoint after %v: %w", copyErr, err)
+	}
+	if isLayoutError(copyErr) {
+		// Permanent, whatever the class of the SQLSTATE says.
+		return 0, &writeError{err: fmt.Errorf("copying ticks (do its columns still have the types of the migrations?): %w", copyErr)}
 	}
 	if !IsDataError(copyErr) {
 		return 0, fmt.Errorf("copying ticks: %w", copyErr)
