@@ -14,8 +14,16 @@
 //     partition of the batch. The statements lock the offset rows, so a
 //     zombie and the new owner of a partition serialize, and the later one
 //     sees 0 rows.
-//  2. COPY of the tick rows into ticks, from a pgx.CopyFromSource that
-//     walks the batch's records in place (no per-row allocation).
+//  2. COPY of the tick rows into ticks in PostgreSQL's binary format,
+//     encoded by this package straight from the batch's records into the
+//     buffer pgconn sends (PgConn.CopyFrom on the transaction's
+//     connection): no statement describe round trip, no per-value type
+//     lookup, no allocation per row, no goroutine of ours. Timestamps are
+//     floored to the microsecond, as pgx does; an optional field whose bit
+//     is clear in Tick.Has is NULL (so a venue is NULL only when absent).
+//     The encoding assumes the column types of the migrations: a ticks
+//     table altered to other types fails the write with a permanent error
+//     (never dead letters).
 //  3. The dead letters of the batch's chunks into mds_dead_letters.
 //
 // When COPY fails with a data error (SQLSTATE class 22 or 23), Write finds
