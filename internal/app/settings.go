@@ -1,5 +1,3 @@
-// Package app assembles the processor: settings from the environment, the fx
-// graph binding every package's interfaces, the HTTP server, and Run.
 package app
 
 import (

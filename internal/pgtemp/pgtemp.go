@@ -1,15 +1,3 @@
-// Package pgtemp starts a throwaway PostgreSQL cluster from the locally
-// installed server binaries: initdb into a temporary directory, a postgres
-// process listening on 127.0.0.1 only, and removal of everything on Stop.
-//
-// It serves `processor dev`, the tests (through package pgtest and the
-// withpg tool) and the benchmark. PostgreSQL refuses to run as root, so when
-// the caller is root the cluster runs as the unprivileged user "postgres"
-// (or "nobody" when that user does not exist).
-//
-// The server binaries are found in MDS_PG_BINDIR, else in the directory
-// printed by `pg_config --bindir`, else in the newest
-// /usr/lib/postgresql/*/bin.
 package pgtemp
 
 import (
