@@ -64,10 +64,11 @@ type Consumer struct {
 	// its partition is never submitted under the next one.
 	handoff sync.Mutex
 
-	mu    sync.Mutex
-	gen   uint64                                  // assignment counter
-	parts map[tick.TopicPartition]*partState      // assigned partitions
-	acked map[tick.TopicPartition]kgo.EpochOffset // written to the database, not yet committed to Kafka
+	mu       sync.Mutex
+	gen      uint64                                  // assignment counter
+	parts    map[tick.TopicPartition]*partState      // assigned partitions
+	acked    map[tick.TopicPartition]kgo.EpochOffset // written to the database, not yet committed to Kafka
+	revoking map[tick.TopicPartition]bool            // revoked, their in-flight writes awaited by onRevoked
 
 	pauseMu sync.Mutex
 	depths  map[tick.TopicPartition]int // scratch for PartitionDepths
@@ -127,6 +128,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		m:          m,
 		parts:      make(map[tick.TopicPartition]*partState),
 		acked:      make(map[tick.TopicPartition]kgo.EpochOffset),
+		revoking:   make(map[tick.TopicPartition]bool),
 		depths:     make(map[tick.TopicPartition]int),
 		ends:       make(map[tick.TopicPartition]int64),
 		fences:     make(map[tick.TopicPartition]uint64),
@@ -145,11 +147,17 @@ func (c *Consumer) Ready() bool { return c.joined.Load() && c.polled.Load() }
 
 // Ack records that ranges are committed in the database. Their next offsets
 // are committed to Kafka in the background, newest per partition only, for
-// lag tooling; a failed Kafka commit is counted, never fatal. Ack does not
-// block on Kafka.
+// lag tooling; a failed Kafka commit is counted, never fatal. Acks of
+// partitions no longer assigned (a write that ended after its revoke, or
+// after the partition was lost) are dropped: their new owner commits its
+// own. Acks that arrive while onRevoked waits for the in-flight writes are
+// kept for its final commit. Ack does not block on Kafka.
 func (c *Consumer) Ack(ranges []tick.Range) {
 	c.mu.Lock()
 	for _, r := range ranges {
+		if c.parts[r.TopicPartition] == nil && !c.revoking[r.TopicPartition] {
+			continue
+		}
 		if cur, ok := c.acked[r.TopicPartition]; !ok || r.Next > cur.Offset {
 			c.acked[r.TopicPartition] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Next}
 		}

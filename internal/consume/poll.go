@@ -45,10 +45,14 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) e
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		fetches := cl.PollRecords(pctx, limit)
 		cancel()
+		// The records belong to the assignments current now: no rebalance
+		// runs until AllowRebalance, which submit may call part-way through
+		// the hand-off.
+		polledGen := c.generation()
 		c.polled.Store(true)
 		c.handleFences(ctx)
 		moved := c.resync(ctx, cl, adm)
-		err := c.handOff(ctx, cl, fetches, moved)
+		err := c.handOff(ctx, cl, fetches, polledGen, moved)
 		cl.AllowRebalance()
 		if err != nil {
 			return err
@@ -58,11 +62,14 @@ func (c *Consumer) poll(ctx context.Context, cl *kgo.Client, adm *kadm.Client) e
 	return nil
 }
 
-// handOff submits the polled records, except those of the partitions moved
-// by a resync since they were fetched. It returns an error only if the
-// queue refuses a chunk of a partition still assigned, for another reason
-// than a fence.
-func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches, moved map[tick.TopicPartition]bool) error {
+// handOff submits the polled records, except those of partitions whose
+// assignment changed since they were polled (generation above polledGen):
+// submit lets rebalances run while the queue is full, and a partition
+// revoked and assigned again meanwhile starts from its stored offset, not
+// from these records. Partitions moved by a resync are skipped too. It
+// returns an error only if the queue refuses a chunk of a partition still
+// assigned, for another reason than a fence.
+func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches, polledGen uint64, moved map[tick.TopicPartition]bool) error {
 	var err error
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if p.Err != nil {
@@ -76,12 +83,21 @@ func (c *Consumer) handOff(ctx context.Context, cl *kgo.Client, fetches kgo.Fetc
 		st := c.parts[tp]
 		var gen uint64
 		var from int64
-		skip := st == nil || st.resync // revoked, or fenced, since the records were fetched
+		// Revoked, assigned again, or fenced since the records were polled.
+		skip := st == nil || st.resync || st.gen > polledGen
 		if !skip {
 			gen, from = st.gen, st.from
 		}
 		c.mu.Unlock()
 		if skip || moved[tp] {
+			return
+		}
+		if first := p.Records[0].Offset; from >= 0 && first < from {
+			// Never expected: records before the offset the chain is at
+			// would be written twice. Drop them; the partition's position
+			// is past them.
+			c.log.Error("polled records start before the partition's next offset; dropped",
+				zap.Stringer("partition", tp), zap.Int64("first", first), zap.Int64("from", from))
 			return
 		}
 		ch := c.chunk(tp, from, p.Records)
@@ -190,6 +206,13 @@ func (c *Consumer) submit(ctx context.Context, cl *kgo.Client, ch *tick.Chunk, g
 		cl.AllowRebalance()
 		c.reconcilePauses(cl)
 	}
+}
+
+// generation is the newest assignment (or resync) generation.
+func (c *Consumer) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 // current reports whether tp is still in assignment gen.

@@ -55,6 +55,11 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 		return
 	}
 	c.m.revokedEv.Inc()
+	c.mu.Lock()
+	for _, tp := range tps {
+		c.revoking[tp] = true // acks of the writes awaited below still count
+	}
+	c.mu.Unlock()
 	c.forget(tps)
 	c.log.Info("partitions revoked", zap.Stringers("partitions", tps))
 
@@ -63,8 +68,14 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	cancel()
 	c.reconcilePauses(cl)
 
+	acked := c.takeAcked(tps)
+	c.mu.Lock()
+	for _, tp := range tps {
+		delete(c.revoking, tp)
+	}
+	c.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.RevokeTimeout)
-	c.commit(cctx, cl, c.takeAcked(tps))
+	c.commit(cctx, cl, acked)
 	cancel()
 }
 
