@@ -74,8 +74,11 @@
 // hand-off and the next poll, or while a Submit is blocked on a full queue
 // (Submit is tried in 100 ms slices, rebalances are allowed between them,
 // so a full queue never holds the group hostage). A chunk whose partition
-// was revoked (or revoked and assigned again) while it waited is dropped;
-// the partition's next owner reads it again from the stored offset.
+// was revoked (or revoked and assigned again) while it waited is dropped,
+// and so are the records of the same poll not yet handed on for any
+// partition whose assignment changed since the poll (the generation check):
+// the partition's next owner, or its new assignment, reads them again from
+// the stored offset.
 //
 //   - Assigned: Queue.Assign, then the seek above.
 //   - Revoked: stop feeding the partitions, Queue.Revoke with wait (its
