@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/market-data-store/mds/internal/app"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 
+	"github.com/market-data-store/mds/internal/config"
 	"github.com/market-data-store/mds/internal/pgtemp"
 	"github.com/market-data-store/mds/internal/tickgen"
 )
@@ -39,13 +43,34 @@ func devDefaults(port int) map[string]string {
 	}
 }
 
+// notEmbedded reports whether an environment variable would point dev mode
+// at a Kafka cluster other than the embedded one.
+func notEmbedded(k string) bool {
+	return k == "MDS_KAFKA_BROKERS" || strings.HasPrefix(k, "MDS_KAFKA_TLS_") ||
+		strings.HasPrefix(k, "MDS_KAFKA_SASL_") || strings.HasPrefix(k, "AWS_")
+}
+
 func (d devCmd) Run(g *globals) error {
 	env := make(map[string]string, len(g.env)+8)
-	for k, v := range devDefaults(d.KafkaPort) {
+	var ignored []string
+	for k, v := range g.env {
+		// Dev mode always uses its embedded broker: brokers and
+		// credentials exported for a real cluster must not send synthetic
+		// ticks there, nor join the real group.
+		if notEmbedded(k) {
+			ignored = append(ignored, k)
+			continue
+		}
 		env[k] = v
 	}
-	for k, v := range g.env {
-		env[k] = v
+	for k, v := range devDefaults(d.KafkaPort) {
+		if _, set := env[k]; !set || k == "MDS_KAFKA_BROKERS" {
+			env[k] = v
+		}
+	}
+	if len(ignored) > 0 {
+		sort.Strings(ignored)
+		fmt.Fprintf(g.stderr, "dev: ignoring %s: dev mode uses its embedded broker only\n", strings.Join(ignored, ", "))
 	}
 	ctx := g.ctx
 
@@ -64,7 +89,15 @@ func (d devCmd) Run(g *globals) error {
 		fmt.Fprintf(g.stderr, "dev: PostgreSQL at %s\n", pg.URL)
 	}
 	s, err := app.LoadSettings(env)
-	if err != nil && !d.KafkaOnly {
+	if err != nil && d.KafkaOnly {
+		// No database here: only the Kafka-side settings have to be right.
+		s = app.DefaultSettings()
+		if err := config.Load(&s, env); err != nil {
+			return err
+		}
+		err = errors.Join(s.Kafka.Validate(), s.Consume.Validate(), s.Feedback.Validate())
+	}
+	if err != nil {
 		return err
 	}
 	log, err := app.NewLogger(s.Log)

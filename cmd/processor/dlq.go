@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -87,9 +89,19 @@ func (c dlqListCmd) Run(g *globals) error {
 	return nil
 }
 
-// clip shortens s for a table cell, on a rune boundary, without newlines.
+// clip shortens s for a table cell, on a rune boundary. Dead letters are
+// hostile input: control characters (terminal escapes, carriage returns,
+// tabs) and invalid UTF-8 are shown as escapes, never sent to the terminal.
 func clip(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	var b strings.Builder
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if unicode.IsPrint(r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
+		}
+	}
+	s = b.String()
 	if len(s) <= n {
 		return s
 	}
@@ -114,20 +126,28 @@ func (c dlqReplayCmd) Run(g *globals) error {
 		return err
 	}
 	defer st.Close()
-	rows, err := c.query(g.ctx, st)
+	f := c.dlqFilter
+	if len(f.IDs) == 0 {
+		f.Pending = true // page through what is left, not through what was replayed
+	}
+	rows, err := f.query(g.ctx, st)
 	if err != nil {
 		return err
 	}
-	if c.Pending || len(c.IDs) == 0 {
+	if f.Pending {
 		rows = pending(rows)
 	}
 	if len(rows) == 0 {
 		fmt.Fprintln(g.stdout, "nothing to replay")
 		return nil
 	}
+	more := len(f.IDs) == 0 && len(rows) == f.Limit
 	if c.DryRun {
 		for _, r := range rows {
 			fmt.Fprintf(g.stdout, "would replay %d (%s/%d@%d) to %s\n", r.ID, r.Topic, r.Partition, r.Offset, c.target(r))
+		}
+		if more {
+			fmt.Fprintf(g.stdout, "(first %d only: --limit)\n", f.Limit)
 		}
 		return nil
 	}
@@ -157,6 +177,9 @@ func (c dlqReplayCmd) Run(g *globals) error {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "replayed %d dead letter(s)\n", n)
+	if more {
+		fmt.Fprintf(g.stdout, "stopped at --limit %d: run again for the rest\n", f.Limit)
+	}
 	return nil
 }
 

@@ -90,8 +90,14 @@ func TestDLQListAndReplay(t *testing.T) {
 	if strings.Count(out, "would replay") != 2 {
 		t.Fatalf("dry run:\n%s", out)
 	}
-	if out, errOut, code := runCLI(t, env, "dlq", "replay", "--reason", "decode", "--to-topic", "fixed"); code != 0 || !strings.Contains(out, "replayed 2") {
-		t.Fatalf("replay: %d %s %s", code, out, errOut)
+	// Page by page: the second run replays what the first left, not the
+	// first page again.
+	if out, errOut, code := runCLI(t, env, "dlq", "replay", "--reason", "decode", "--to-topic", "fixed", "--limit", "1"); code != 0 ||
+		!strings.Contains(out, "replayed 1") || !strings.Contains(out, "run again") {
+		t.Fatalf("replay, first page: %d %s %s", code, out, errOut)
+	}
+	if out, errOut, code := runCLI(t, env, "dlq", "replay", "--reason", "decode", "--to-topic", "fixed", "--limit", "1"); code != 0 || !strings.Contains(out, "replayed 1") {
+		t.Fatalf("replay, second page: %d %s %s", code, out, errOut)
 	}
 	out, _, _ = runCLI(t, env, "dlq", "list", "--pending")
 	if strings.Count(out, "market.ticks/0@") != 1 {
@@ -124,4 +130,24 @@ func storeSettings(env map[string]string) (store.Config, error) {
 	s, err := app.LoadSettings(env)
 	s.Store.AutoMigrate = false
 	return s.Store, err
+}
+
+func TestClipEscapesWhatATerminalWouldRun(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"plain", 40, "plain"},
+		{"a\x1b[31mred\r\tz", 40, `a\x1b[31mred\r\tz`},
+		{"bad\xffutf8", 40, "bad\uFFFDutf8"},
+		{"line\nbreak", 40, `line\nbreak`},
+		{"ΑΒΓ", 40, "ΑΒΓ"},
+		{"0123456789abcdefghij", 10, "0123456789…"},
+		{"ΑΒΓΔ", 3, "Α…"}, // cut on a rune boundary
+	} {
+		if got := clip(tc.in, tc.n); got != tc.want {
+			t.Errorf("clip(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
 }
