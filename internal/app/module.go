@@ -39,12 +39,17 @@ var (
 // (brokers, TLS, SASL).
 type kafkaOpts []kgo.Opt
 
+// startContext bounds the work done while the graph is built (the Kafka
+// check, opening and migrating the database), so that a signal during a
+// slow start stops it.
+type startContext struct{ context.Context }
+
 // Module assembles the processor: every package's constructor, the
-// bindings of their interfaces, and the start and stop order. reg is the
-// registry /metrics serves.
-func Module(s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
+// bindings of their interfaces, and the start and stop order. ctx bounds
+// building the graph, reg is the registry /metrics serves.
+func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
 	return fx.Options(
-		fx.Supply(s, log, reg),
+		fx.Supply(s, log, reg, startContext{ctx}),
 		fx.Provide(
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
 			func(r *prometheus.Registry) prometheus.Gatherer { return r },
@@ -54,13 +59,14 @@ func Module(s Settings, log *zap.Logger, reg *prometheus.Registry) fx.Option {
 			newCoordinator,
 			newConsumer,
 		),
-		fx.WithLogger(func() fxevent.Logger {
-			return &fxevent.ZapLogger{Logger: log.Named("fx").WithOptions(zap.IncreaseLevel(zap.WarnLevel))}
-		}),
-		// Start order: check that Kafka accepts our connection (TLS, SASL),
-		// HTTP, coordinator, feedback, consumer. Stop runs in
-		// reverse: the consumer stops polling and drains the queue first,
-		// HTTP keeps serving /metrics to the end.
+		// fx's own log is left out: every failure it would log (a
+		// constructor, a start or stop hook) is returned by Start or Stop
+		// and reported once, by its root cause, by Run.
+		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
+		// Kafka is checked first (brokers, TLS, SASL), before the database
+		// is opened and migrated. Start order: HTTP, coordinator, feedback,
+		// consumer. Stop runs in reverse: the consumer stops polling and
+		// drains the queue first, HTTP keeps serving /metrics to the end.
 		fx.Invoke(checkKafka, startHTTP, startCoordinator, startFeedback, startConsumer),
 		fx.StopTimeout(s.Coordinator.DrainTimeout+s.Consume.RevokeTimeout+15*time.Second),
 	)
@@ -73,21 +79,19 @@ func newKafkaOpts(s Settings, log *zap.Logger) (kafkaOpts, error) {
 
 // checkKafka fails the start when the brokers cannot be reached or refuse
 // the credentials, instead of a consumer that retries forever in silence.
-func checkKafka(lc fx.Lifecycle, s Settings, ko kafkaOpts) {
-	lc.Append(fx.StartHook(func(ctx context.Context) error {
-		cl, err := kgo.NewClient(ko...)
-		if err != nil {
-			return fmt.Errorf("creating kafka client: %w", err)
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		return s.Kafka.Ping(ctx, cl)
-	}))
+func checkKafka(sc startContext, s Settings, ko kafkaOpts) error {
+	cl, err := kgo.NewClient(ko...)
+	if err != nil {
+		return fmt.Errorf("creating kafka client: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(sc, 15*time.Second)
+	defer cancel()
+	return s.Kafka.Ping(ctx, cl)
 }
 
-func newStore(lc fx.Lifecycle, s Settings, log *zap.Logger, reg prometheus.Registerer) (*store.Store, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+func newStore(sc startContext, lc fx.Lifecycle, s Settings, log *zap.Logger, reg prometheus.Registerer) (*store.Store, error) {
+	ctx, cancel := context.WithTimeout(sc, 2*time.Minute)
 	defer cancel()
 	st, err := store.Open(ctx, s.Store, log, reg)
 	if err != nil {
@@ -185,7 +189,7 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Regis
 		zap.String("coordinator_id", s.Coordinator.ID),
 		zap.Strings("topics", s.Consume.Topics),
 		zap.String("group", s.Consume.Group))
-	app := fx.New(Module(s, log, reg))
+	app := fx.New(Module(ctx, s, log, reg))
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {

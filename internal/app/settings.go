@@ -31,7 +31,7 @@ type Settings struct {
 
 	// PasswordFile, when set, supplies the database password, so that it
 	// need not sit in an environment variable.
-	PasswordFile string `env:"MDS_DATABASE_PASSWORD_FILE" help:"file holding the database password (e.g. a mounted Kubernetes secret); overrides any password in the URL"`
+	PasswordFile string `env:"MDS_DATABASE_PASSWORD_FILE" help:"file holding the database password (e.g. a mounted Kubernetes secret); the URL must then hold none"`
 }
 
 // LogConfig configures the zap logger.

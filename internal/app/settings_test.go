@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,7 +82,7 @@ func TestGraphValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := fx.ValidateApp(app.Module(s, zap.NewNop(), app.NewRegistry())); err != nil {
+	if err := fx.ValidateApp(app.Module(context.Background(), s, zap.NewNop(), app.NewRegistry())); err != nil {
 		t.Fatal(err)
 	}
 }
