@@ -189,6 +189,9 @@ func Run(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Regis
 		zap.String("coordinator_id", s.Coordinator.ID),
 		zap.Strings("topics", s.Consume.Topics),
 		zap.String("group", s.Consume.Group))
+	if len(s.Ignored) > 0 {
+		log.Warn("ignoring variables that are no setting (misspelled?); processor settings lists them all", zap.Strings("variables", s.Ignored))
+	}
 	app := fx.New(Module(ctx, s, log, reg))
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()

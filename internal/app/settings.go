@@ -29,10 +29,18 @@ type Settings struct {
 	Feedback    feedback.Config
 	Limits      tick.Limits
 
+	// Ignored lists the MDS_* variables that are set but are no setting,
+	// most likely misspelled; Run warns about them.
+	Ignored []string
+
 	// PasswordFile, when set, supplies the database password, so that it
 	// need not sit in an environment variable.
 	PasswordFile string `env:"MDS_DATABASE_PASSWORD_FILE" help:"file holding the database password (e.g. a mounted Kubernetes secret); the URL must then hold none"`
 }
+
+// toolVariables are MDS_ variables of the tools around the service (tests,
+// tickgen, the benchmark, deployment checks), not settings of the processor.
+var toolVariables = []string{"MDS_TEST_", "MDS_IT_", "MDS_TICKGEN_", "MDS_PG_BINDIR", "MDS_TOOLS_DIR", "MDS_SECRETSCAN_"}
 
 // LogConfig configures the zap logger.
 type LogConfig struct {
@@ -67,6 +75,7 @@ func LoadSettings(environ map[string]string) (Settings, error) {
 	if err := config.Load(&s, environ); err != nil {
 		return s, err
 	}
+	s.Ignored = config.Unknown(environ, config.Settings(&s), "MDS_", toolVariables...)
 	if s.Store.DatabaseURL == "" {
 		s.Store.DatabaseURL = strings.TrimSpace(environ["DATABASE_URL"])
 	}

@@ -86,3 +86,13 @@ func TestGraphValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMisspelledVariablesAreReported(t *testing.T) {
+	s, err := app.LoadSettings(map[string]string{"MDS_DATABASE_URL": "postgres://h/db", "MDS_COORDINATR_CAPACITY": "5", "MDS_TEST_DATABASE_URL": "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(s.Ignored, ",") != "MDS_COORDINATR_CAPACITY" {
+		t.Fatalf("ignored = %v", s.Ignored)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -269,6 +270,29 @@ func WriteEnvFile(w io.Writer, settings []Setting) error {
 		}
 	}
 	return nil
+}
+
+// Unknown lists the variables of environ that start with prefix but are no
+// setting of settings and match none of the other patterns (names of other
+// tools' variables, or prefixes ending in "_"): most likely misspelled.
+func Unknown(environ map[string]string, settings []Setting, prefix string, other ...string) []string {
+	known := make(map[string]bool, len(settings))
+	for _, s := range settings {
+		known[s.Key] = true
+	}
+	var out []string
+	for k := range environ {
+		if !strings.HasPrefix(k, prefix) || known[k] {
+			continue
+		}
+		if !slices.ContainsFunc(other, func(o string) bool {
+			return k == o || (strings.HasSuffix(o, "_") && strings.HasPrefix(k, o))
+		}) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Environ turns os.Environ() into a map.

@@ -146,3 +146,11 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestUnknownNamesMisspelledVariables(t *testing.T) {
+	env := map[string]string{"MDS_CAPACITY": "1", "MDS_CAPACTIY": "2", "MDS_TEST_X": "", "MDS_PG_BINDIR": "/x", "PATH": "/bin"}
+	got := config.Unknown(env, config.Settings(defaults()), "MDS_", "MDS_TEST_", "MDS_PG_BINDIR")
+	if strings.Join(got, ",") != "MDS_CAPACTIY" {
+		t.Fatalf("unknown = %v, want [MDS_CAPACTIY]", got)
+	}
+}
