@@ -99,6 +99,10 @@ type Event struct {
 	Reason        string  `json:"reason"`
 	Source        string  `json:"source"`
 	TS            float64 `json:"ts"` // Unix seconds with fraction
+	// HeartbeatInterval is the publisher's heartbeat interval in seconds,
+	// optional (0: not given). A Follower keeps counting the coordinator
+	// for at least three of them.
+	HeartbeatInterval float64 `json:"heartbeat_interval,omitempty"`
 }
 
 // Time returns TS as a time.Time.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -53,8 +54,9 @@ func WithClientOpts(opts ...kgo.Opt) Option {
 }
 
 // WithStale sets how long a coordinator keeps counting after its last event
-// (default DefaultStale). Keep it a few times the publishers' heartbeat
-// interval, and well above the clock skew between hosts.
+// (default DefaultStale). A coordinator whose events carry its heartbeat
+// interval keeps counting for at least three of those intervals, whatever
+// this setting. Keep it well above the clock skew between hosts.
 func WithStale(d time.Duration) Option {
 	return func(f *Follower) { f.stale = d }
 }
@@ -71,10 +73,11 @@ func OnChange(fn func(Level)) Option {
 	return func(f *Follower) { f.onChange = fn }
 }
 
-// OnError sets a function called with fetch errors and with records that are
-// not feedback events (they are skipped). It is called from the goroutine
-// running Run and must not block. By default such errors are ignored: the
-// client retries fetch errors itself.
+// OnError sets a function called with fetch errors, including those the
+// client retries by itself (such as a topic that does not exist yet), and
+// with records that are not feedback events (they are skipped). It is called
+// from the goroutine running Run and must not block. Whether it is set or
+// not, Err reports the problem that keeps the follower from reading.
 func OnError(fn func(error)) Option {
 	return func(f *Follower) { f.onError = fn }
 }
@@ -95,16 +98,36 @@ type Follower struct {
 	clientOpts []kgo.Opt
 	client     *kgo.Client
 
-	mu      sync.Mutex
-	coords  map[string]heard
-	level   Level
-	changed chan struct{}
+	mu       sync.Mutex
+	coords   map[string]heard
+	level    Level
+	changed  chan struct{}
+	connErr  error // last failed connection, until one succeeds
+	fetchErr error // last fetch error, until records are read
 }
 
-// heard is the last event of one coordinator and when it was heard.
+// heard is the last event of one coordinator and when it stops counting.
 type heard struct {
-	event Event
-	at    time.Time
+	event   Event
+	expires time.Time
+}
+
+// maxHeartbeat caps the heartbeat interval an event may announce, so that a
+// wild value cannot keep a coordinator counting for ever.
+const maxHeartbeat = time.Hour
+
+// connHook records the outcome of the client's connection attempts.
+type connHook struct{ f *Follower }
+
+var _ kgo.HookBrokerConnect = connHook{}
+
+func (h connHook) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		err = fmt.Errorf("connecting to broker %s:%d: %w", meta.Host, meta.Port, err)
+	}
+	h.f.mu.Lock()
+	h.f.connErr = err
+	h.f.mu.Unlock()
 }
 
 // NewFollower returns a follower; it starts following when Run is called.
@@ -131,6 +154,8 @@ func NewFollower(opts ...Option) (*Follower, error) {
 	copts := append(f.clientOpts,
 		kgo.ConsumeTopics(f.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.KeepRetryableFetchErrors(), // a missing topic shows in Err
+		kgo.WithHooks(connHook{f}),
 	)
 	cl, err := kgo.NewClient(copts...)
 	if err != nil {
@@ -156,14 +181,22 @@ func (f *Follower) Run(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		var fetchErr error
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.DeadlineExceeded) {
 				return // our own wake-up
 			}
-			f.reportError(fmt.Errorf("fetching %s/%d: %w", topic, partition, err))
+			fetchErr = fmt.Errorf("fetching %s/%d: %w", topic, partition, err)
+			f.reportError(fetchErr)
 		})
 		now := time.Now()
-		fetches.EachRecord(func(r *kgo.Record) { f.apply(r, now) })
+		read := false
+		fetches.EachRecord(func(r *kgo.Record) { read = true; f.apply(r, now) })
+		if fetchErr != nil || read {
+			f.mu.Lock()
+			f.fetchErr = fetchErr
+			f.mu.Unlock()
+		}
 	}
 }
 
@@ -179,6 +212,17 @@ func (f *Follower) Level() Level {
 
 // Scale returns the rate scale of the current level.
 func (f *Follower) Scale() float64 { return f.scales[f.Level()] }
+
+// Err returns what keeps the follower from reading the topic, or nil: the
+// last failed connection to a broker (unreachable, TLS, SASL) until a
+// connection succeeds, and the last fetch error (a topic that does not
+// exist, a denied ACL) until records are read again. While Err is not nil
+// the level may be out of date: with no coordinator heard from, it is OK.
+func (f *Follower) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Join(f.connErr, f.fetchErr)
+}
 
 // Changed returns a channel that is closed at the next level change.
 func (f *Follower) Changed() <-chan struct{} {
@@ -211,26 +255,31 @@ func (f *Follower) apply(r *kgo.Record, now time.Time) {
 	if e.TS > 0 && e.Time().Before(now) {
 		at = e.Time()
 	}
+	// A coordinator counts for the stale period, or three of its heartbeat
+	// intervals if that is longer.
+	stale := f.stale
+	if hb := e.HeartbeatInterval; hb > 0 { // also false for NaN
+		stale = max(stale, 3*time.Duration(min(hb, maxHeartbeat.Seconds())*float64(time.Second)))
+	}
 	f.mu.Lock()
-	f.coords[id] = heard{event: e, at: at}
+	f.coords[id] = heard{event: e, expires: at.Add(stale)}
 	f.mu.Unlock()
 }
 
-// evaluate forgets coordinators not heard from within the stale period,
+// evaluate forgets coordinators not heard from within their stale period,
 // recomputes the level, signals a change, and returns when the next
 // coordinator goes stale (zero if none is tracked).
 func (f *Follower) evaluate(now time.Time) (next time.Time) {
 	f.mu.Lock()
 	worst := OK
 	for id, h := range f.coords {
-		expires := h.at.Add(f.stale)
-		if !now.Before(expires) {
+		if !now.Before(h.expires) {
 			delete(f.coords, id)
 			continue
 		}
 		worst = max(worst, h.event.Level)
-		if next.IsZero() || expires.Before(next) {
-			next = expires
+		if next.IsZero() || h.expires.Before(next) {
+			next = h.expires
 		}
 	}
 	changed := worst != f.level

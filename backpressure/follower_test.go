@@ -3,7 +3,9 @@ package backpressure_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,6 +167,77 @@ func TestFollowerStaleCoordinatorStopsCounting(t *testing.T) {
 	waitLevel(t, f, backpressure.OK)
 	if held := time.Since(sent); held < stale-10*time.Millisecond {
 		t.Errorf("hard level dropped after %v, before the stale period %v", held, stale)
+	}
+}
+
+// A publisher announcing a heartbeat interval longer than a third of the
+// follower's stale period keeps counting for three of its intervals.
+func TestFollowerHonoursAnnouncedHeartbeat(t *testing.T) {
+	const stale = 300 * time.Millisecond
+	const interval = 500 * time.Millisecond
+	c, cl := feedbackTopic(t)
+	f, _ := follow(t, c, backpressure.WithStale(stale))
+
+	sent := time.Now()
+	v, err := json.Marshal(backpressure.Event{CoordinatorID: "a", Capacity: 100, Level: backpressure.Hard, Reason: "test",
+		Source: "store", TS: backpressure.UnixSeconds(sent), HeartbeatInterval: interval.Seconds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce(t, cl, &kgo.Record{Topic: topic, Key: []byte("a"), Value: v})
+	waitLevel(t, f, backpressure.Hard)
+	waitLevel(t, f, backpressure.OK)
+	if held := time.Since(sent); held < 3*interval-10*time.Millisecond {
+		t.Errorf("hard level dropped after %v, before three announced heartbeats (%v)", held, 3*interval)
+	}
+}
+
+// Err tells why nothing is read: unreachable brokers, a missing topic; and
+// clears once the follower reads.
+func TestFollowerErr(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	f, err := backpressure.NewFollower(backpressure.WithBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Err(); err != nil {
+		t.Fatalf("Err before Run = %v", err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- f.Run(ctx) }()
+	waitErr(t, f, "connecting to broker")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	c, cl := feedbackTopic(t)
+	f, _ = follow(t, c, backpressure.WithTopic("no.such.topic"))
+	waitErr(t, f, "UNKNOWN_TOPIC_OR_PARTITION")
+
+	f, _ = follow(t, c)
+	publish(t, cl, "a", backpressure.Soft, time.Now())
+	waitLevel(t, f, backpressure.Soft)
+	if err := f.Err(); err != nil {
+		t.Errorf("Err while reading = %v", err)
+	}
+}
+
+func waitErr(t *testing.T, f *backpressure.Follower, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for err := f.Err(); err == nil || !strings.Contains(err.Error(), want); err = f.Err() {
+		if time.Now().After(deadline) {
+			t.Fatalf("Err = %v, want one mentioning %q", err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
