@@ -15,11 +15,12 @@ import (
 type Config struct {
 	// Topic is the compacted feedback topic, keyed by coordinator id.
 	Topic string `env:"MDS_FEEDBACK_TOPIC" help:"Kafka topic the backpressure level is published on (compacted, key = coordinator id)"`
-	// HeartbeatInterval is how often the current level is re-published, so
-	// that a producer that starts late or missed an event learns the level
-	// within one interval. Producers stop counting a coordinator silent for
-	// three intervals (backpressure.DefaultStale).
-	HeartbeatInterval time.Duration `env:"MDS_FB_HEARTBEAT_INTERVAL" help:"re-publish the current level this often (bare number: seconds)"`
+	// HeartbeatInterval is how often the current level is re-published on
+	// the topic and to the webhook, so that a producer that starts late or
+	// missed an event learns the level within one interval. Every event
+	// carries it (heartbeat_interval), and followers keep counting a
+	// coordinator for at least three intervals.
+	HeartbeatInterval time.Duration `env:"MDS_FB_HEARTBEAT_INTERVAL" help:"re-publish the current level this often, on the topic and to the webhook (bare number: seconds)"`
 
 	Webhook WebhookConfig
 }
@@ -27,7 +28,7 @@ type Config struct {
 // WebhookConfig configures the HTTP webhook, named as in the original
 // service.
 type WebhookConfig struct {
-	Enabled  bool   `env:"MDS_FB_ENABLE_HTTP_BROADCAST" help:"POST every level change to MDS_FB_HTTP_ENDPOINT"`
+	Enabled  bool   `env:"MDS_FB_ENABLE_HTTP_BROADCAST" help:"POST every level change, and the current level every MDS_FB_HEARTBEAT_INTERVAL, to MDS_FB_HTTP_ENDPOINT"`
 	Endpoint string `env:"MDS_FB_HTTP_ENDPOINT" help:"webhook URL (http or https)"`
 	// Timeout bounds one attempt, response included.
 	Timeout time.Duration `env:"MDS_FB_HTTP_TIMEOUT" help:"timeout of one webhook attempt (bare number: seconds)"`

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,26 +32,32 @@ type Source interface {
 }
 
 // KafkaPublisher publishes feedback events on the feedback topic: each event
-// it is notified of, and the current state every heartbeat interval. It never
+// it is notified of, and the current state every heartbeat interval, all
+// from the goroutine running Run so that they keep their order. It never
 // blocks its caller: records are produced asynchronously, each one given one
 // heartbeat interval to be delivered; a failure is counted, logged once per
-// episode of failures, and made good by the next publication.
+// episode of failures, and made good by the next publication. Stop publishes
+// a tombstone for the coordinator.
 type KafkaPublisher struct {
 	topic    string
 	interval time.Duration
 	client   *kgo.Client
 	src      Source
+	box      *mailbox
 	log      *zap.Logger
 	m        *metrics
+	episodes *episodes
 
-	failing  atomic.Bool  // in an episode of failures
-	failures atomic.Int64 // failures in the current episode
+	mu        sync.Mutex
+	stopped   bool
+	cancelRun context.CancelFunc // of the running Run, nil if none
+	runDone   chan struct{}      // closed when that Run returns
 }
 
 // NewKafkaPublisher returns a publisher producing with client, which the
-// caller builds (brokers, TLS, SASL) and closes after Run has returned. The
-// client should keep franz-go's default idempotent producer, so that
-// retries cannot reorder a coordinator's events.
+// caller builds (brokers, TLS, SASL) and closes after Run and Stop have
+// returned. The client should keep franz-go's default idempotent producer,
+// so that retries cannot reorder a coordinator's events.
 func NewKafkaPublisher(cfg Config, client *kgo.Client, src Source, log *zap.Logger, reg prometheus.Registerer) (*KafkaPublisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -60,74 +66,94 @@ func NewKafkaPublisher(cfg Config, client *kgo.Client, src Source, log *zap.Logg
 	if err != nil {
 		return nil, fmt.Errorf("registering feedback metrics: %w", err)
 	}
+	log = log.Named("feedback_kafka").With(zap.String("topic", cfg.Topic))
 	return &KafkaPublisher{
 		topic:    cfg.Topic,
 		interval: cfg.HeartbeatInterval,
 		client:   client,
 		src:      src,
-		log:      log.Named("feedback_kafka").With(zap.String("topic", cfg.Topic)),
+		box:      newMailbox(),
+		log:      log,
 		m:        m,
+		episodes: &episodes{log: log},
 	}, nil
 }
 
-// Notify publishes e. It returns at once and always nil: the outcome is
-// counted and logged by the publisher.
+// Notify hands e to Run for publishing, replacing an event Run has not taken
+// yet. It returns at once and always nil: the outcome is counted and logged
+// by the publisher.
 func (p *KafkaPublisher) Notify(_ context.Context, e backpressure.Event) error {
-	p.publish(e)
+	p.box.put(e)
 	return nil
 }
 
 // Run creates the topic if it is missing, then publishes the current state
-// at once and every heartbeat interval until ctx is done. It returns nil.
-// While the brokers cannot be reached, creating the topic is tried again at
-// each heartbeat.
+// at once and every heartbeat interval, and each event it is notified of,
+// until ctx is done or Stop is called. It returns nil. While the brokers
+// cannot be reached, creating the topic is tried again at each heartbeat.
 func (p *KafkaPublisher) Run(ctx context.Context) error {
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
-	for topicDone, tries := false, 0; ; {
-		if !topicDone {
-			topicDone = p.ensureTopic(ctx, tries == 0)
-			tries++
-		}
-		e := p.src.Current()
-		e.Reason = backpressure.ReasonHeartbeat
-		e.TS = backpressure.UnixSeconds(time.Now())
-		p.publish(e)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return nil
 	}
+	p.cancelRun, p.runDone = cancel, done
+	p.mu.Unlock()
+
+	topicDone, first := false, true
+	heartbeat(ctx, p.interval, p.src, p.box, func(e backpressure.Event, _ <-chan struct{}) {
+		if !topicDone && e.Reason == backpressure.ReasonHeartbeat {
+			topicDone, first = p.ensureTopic(ctx, first), false
+		}
+		v, err := json.Marshal(e)
+		if err != nil { // only an out-of-range level, a bug upstream
+			p.failed(fmt.Errorf("encoding feedback event: %w", err))
+			return
+		}
+		p.produce([]byte(e.CoordinatorID), v)
+	})
+	return nil
 }
 
-// Stop waits, bounded by ctx, for the records in flight to be delivered, so
-// that the last level reaches the topic before the client is closed.
+// Stop ends Run, publishes a tombstone (key = coordinator id, no value) so
+// that followers stop counting this coordinator at once and compaction
+// eventually drops its key, and then waits, bounded by ctx, for the records
+// in flight to be delivered before the client is closed.
 func (p *KafkaPublisher) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	p.stopped = true
+	cancel, done := p.cancelRun, p.runDone
+	p.mu.Unlock()
+	if cancel != nil { // the tombstone must come after Run's last record
+		cancel()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the feedback publisher to stop: %w", ctx.Err())
+		}
+	}
+	p.produce([]byte(p.src.Current().CoordinatorID), nil)
 	if err := p.client.Flush(ctx); err != nil {
 		return fmt.Errorf("flushing feedback records: %w", err)
 	}
 	return nil
 }
 
-func (p *KafkaPublisher) publish(e backpressure.Event) {
-	v, err := json.Marshal(e)
-	if err != nil { // only an out-of-range level, a bug upstream
-		p.failed(fmt.Errorf("encoding feedback event: %w", err))
-		return
-	}
+// produce produces one record without waiting.
+func (p *KafkaPublisher) produce(key, value []byte) {
 	// A record older than one interval is superseded by the next
 	// publication: fail it rather than let it queue behind a dead broker.
 	ctx, cancel := context.WithTimeout(context.Background(), p.interval)
-	r := &kgo.Record{
-		Topic: p.topic,
-		Key:   []byte(e.CoordinatorID),
-		Value: v,
-		Headers: []kgo.RecordHeader{
+	r := &kgo.Record{Topic: p.topic, Key: key, Value: value, Context: ctx}
+	if value != nil {
+		r.Headers = []kgo.RecordHeader{
 			{Key: "content-type", Value: []byte("application/json")},
 			{Key: "schema", Value: []byte(Schema)},
-		},
-		Context: ctx,
+		}
 	}
 	p.client.TryProduce(ctx, r, func(_ *kgo.Record, err error) {
 		cancel()
@@ -136,18 +162,13 @@ func (p *KafkaPublisher) publish(e backpressure.Event) {
 			return
 		}
 		p.m.published.WithLabelValues(sinkKafka, outcomeOK).Inc()
-		if p.failing.Swap(false) {
-			p.log.Info("publishing feedback recovered", zap.Int64("failed_publications", p.failures.Swap(0)))
-		}
+		p.episodes.succeeded()
 	})
 }
 
 func (p *KafkaPublisher) failed(err error) {
 	p.m.published.WithLabelValues(sinkKafka, outcomeError).Inc()
-	p.failures.Add(1)
-	if !p.failing.Swap(true) {
-		p.log.Warn("publishing feedback failed; retrying with the next publication", zap.Error(err))
-	}
+	p.episodes.failed(err)
 }
 
 // ensureTopic creates the topic, compacted, with one partition and the

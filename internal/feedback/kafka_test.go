@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +147,7 @@ func TestKafkaPublisherPublishesOnTheCompactedTopic(t *testing.T) {
 	src.set(backpressure.Hard)
 	sent := event
 	sent.CoordinatorID = "mds-1"
+	sent.HeartbeatInterval = interval.Seconds()
 	if err := p.Notify(context.Background(), sent); err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +203,9 @@ func TestKafkaPublisherWarnsOnUncompactedTopic(t *testing.T) {
 	}
 }
 
-// With no broker, Notify returns at once, failures are counted and logged
-// once for the whole episode, and publishing recovers when a broker appears.
+// With no broker, Notify returns at once (events not yet taken are replaced
+// by newer ones), failures are counted and logged once for the whole
+// episode, and publishing recovers when a broker appears.
 func TestKafkaPublisherNeverBlocks(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -223,7 +227,8 @@ func TestKafkaPublisherNeverBlocks(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("1000 Notify calls took %v with the broker down", took)
 	}
-	waitFor(t, func() bool { return published(p.m, sinkKafka, outcomeError) >= 1000 })
+	// The last event and a few heartbeats fail.
+	waitFor(t, func() bool { return published(p.m, sinkKafka, outcomeError) >= 4 })
 	if n := logs.FilterMessageSnippet("publishing feedback failed").Len(); n != 1 {
 		t.Errorf("failure logged %d times, want once per episode", n)
 	}
@@ -246,5 +251,122 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// gated is a Source whose reads can be held, so that a test can raise a
+// transition while a heartbeat is between reading the state and sending it.
+type gated struct {
+	state
+	hold    atomic.Bool
+	reading chan backpressure.Event // the state a held read returns
+	release chan struct{}
+}
+
+func (g *gated) Current() backpressure.Event {
+	e := g.state.Current()
+	if g.hold.CompareAndSwap(true, false) {
+		g.reading <- e
+		<-g.release
+	}
+	return e
+}
+
+// A heartbeat that read the state before a transition is never published
+// after that transition: the topic's last word is the newer level.
+func TestKafkaPublisherHeartbeatNeverOvertakesTransition(t *testing.T) {
+	c := newCluster(t)
+	cl := newClient(t, kgo.SeedBrokers(c.ListenAddrs()...))
+	src := &gated{reading: make(chan backpressure.Event), release: make(chan struct{})}
+	src.e = event // hard
+	const interval = 200 * time.Millisecond
+	p := startPublisher(t, cl, src, interval, zap.NewNop())
+	consume(t, c, 1) // the first heartbeat: the topic exists
+
+	src.hold.Store(true)
+	if e := <-src.reading; e.Level != backpressure.Hard { // a heartbeat read hard
+		t.Fatalf("heartbeat read %v", e.Level)
+	}
+	ok := event
+	ok.Level, ok.Reason = backpressure.OK, backpressure.ReasonLowWatermark
+	src.set(backpressure.OK)
+	if err := p.Notify(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interval / 2) // time for the transition to overtake, were it sent on its own
+	close(src.release)
+
+	// Read until the transition and two heartbeats after it.
+	for n := 3; ; n++ {
+		rs := consume(t, c, n)
+		at := slices.IndexFunc(rs, func(r *kgo.Record) bool { return decode(t, r).Reason == backpressure.ReasonLowWatermark })
+		if at < 0 || len(rs)-at-1 < 2 {
+			continue
+		}
+		for _, r := range rs[at+1:] {
+			if e := decode(t, r); e.Level != backpressure.OK {
+				t.Fatalf("%v %s published after the ok transition", e.Level, e.Reason)
+			}
+		}
+		return
+	}
+}
+
+// Stop publishes a tombstone after the last event, and a follower stops
+// counting the coordinator at once instead of after its stale period.
+func TestKafkaPublisherStopTombstone(t *testing.T) {
+	c := newCluster(t)
+	cl := newClient(t, kgo.SeedBrokers(c.ListenAddrs()...))
+	src := &state{e: event} // hard
+	cfg := DefaultConfig()
+	cfg.Topic = testTopic
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	p, err := NewKafkaPublisher(cfg, cl, src, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	f, err := backpressure.NewFollower(backpressure.WithBrokers(c.ListenAddrs()...), backpressure.WithTopic(testTopic),
+		backpressure.WithStale(time.Minute), backpressure.WithClientOpts(kgo.FetchMaxWait(100*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fdone := make(chan error, 1)
+	go func() { fdone <- f.Run(ctx) }()
+	defer func() { cancel(); <-fdone }()
+	waitFor(t, func() bool { return f.Level() == backpressure.Hard })
+
+	// As the lifecycle does: Stop while Run's context is still live.
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	if err := p.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Run still running after Stop")
+	}
+	stopped := time.Now()
+	waitFor(t, func() bool { return f.Level() == backpressure.OK })
+	if took := time.Since(stopped); took > 5*time.Second {
+		t.Errorf("follower dropped the stopped coordinator after %v", took)
+	}
+	var rs []*kgo.Record
+	for n := 2; !slices.ContainsFunc(rs, func(r *kgo.Record) bool { return r.Value == nil }); n++ {
+		rs = consume(t, c, n)
+	}
+	time.Sleep(3 * cfg.HeartbeatInterval) // nothing may follow the tombstone
+	rs = consume(t, c, len(rs))
+	if last := rs[len(rs)-1]; string(last.Key) != event.CoordinatorID || last.Value != nil {
+		t.Errorf("last record %q=%q, want a tombstone for %q", last.Key, last.Value, event.CoordinatorID)
 	}
 }

@@ -31,36 +31,51 @@ const SignatureHeader = "X-MDS-Signature"
 // connection can be reused.
 const maxResponseBody = 64 << 10
 
-// Webhook POSTs feedback events to an HTTP endpoint. Notify makes the first
-// attempt and up to MaxRetries retries, each bounded by Timeout, waiting an
-// exponentially growing, jittered backoff between them; 2xx is success;
-// other 4xx responses (except 408 and 429) and redirects, which are not
-// followed, are not retried. Notify blocks its caller for all of that, so it
-// is meant to run on a delivery goroutine of its own, such as the feedback
-// bus gives each subscriber; its worst case is bounded by the settings.
+// Webhook POSTs feedback events to an HTTP endpoint: each event it is
+// notified of, and the current state every heartbeat interval (reason
+// "heartbeat"), all from the goroutine running Run, so that they arrive in
+// order and a receiver that missed an event learns the level within one
+// interval. One delivery makes the first attempt and up to MaxRetries
+// retries, each bounded by Timeout, waiting an exponentially growing,
+// jittered backoff between them; 2xx is success; other 4xx responses
+// (except 408 and 429) and redirects, which are not followed, are not
+// retried. A newer event cuts the backoff short: the superseded event is
+// given up and the newer one sent.
 type Webhook struct {
 	endpoint *url.URL
 	timeout  time.Duration
 	retries  int
 	backoff  time.Duration
+	interval time.Duration
 	token    secret.Secret
 	hmacKey  secret.Secret
 	client   *http.Client
+	src      Source
+	box      *mailbox
 	m        *metrics
 	log      *zap.Logger
+	episodes *episodes
 
 	// sleep waits between attempts; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
+	sleep func(ctx context.Context, d time.Duration, newer <-chan struct{}) error
 }
 
+// errSuperseded ends a delivery whose event was replaced by a newer one.
+var errSuperseded = errors.New("superseded by a newer event")
+
 // NewWebhook returns a webhook for an enabled configuration, reading the
-// token and HMAC key files if set. Close it to release its connections.
-func NewWebhook(cfg WebhookConfig, log *zap.Logger, reg prometheus.Registerer) (*Webhook, error) {
+// token and HMAC key files if set. It re-sends src's current state every
+// interval (MDS_FB_HEARTBEAT_INTERVAL). Run it, and Close it after Run has
+// returned to release its connections.
+func NewWebhook(cfg WebhookConfig, src Source, interval time.Duration, log *zap.Logger, reg prometheus.Registerer) (*Webhook, error) {
 	if !cfg.Enabled {
 		return nil, errors.New("webhook is disabled (MDS_FB_ENABLE_HTTP_BROADCAST is false)")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if interval <= 0 {
+		return nil, errors.New("MDS_FB_HEARTBEAT_INTERVAL must be > 0")
 	}
 	u, err := url.Parse(cfg.Endpoint)
 	if err != nil { // checked by Validate; never quote the URL
@@ -78,12 +93,14 @@ func NewWebhook(cfg WebhookConfig, log *zap.Logger, reg prometheus.Registerer) (
 	if err != nil {
 		return nil, fmt.Errorf("registering feedback metrics: %w", err)
 	}
+	log = log.Named("feedback_webhook").With(zap.String("endpoint", u.Scheme+"://"+u.Host+u.Path)) // no user info, no query
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	return &Webhook{
 		endpoint: u,
 		timeout:  cfg.Timeout,
 		retries:  cfg.MaxRetries,
 		backoff:  cfg.Backoff,
+		interval: interval,
 		token:    token,
 		hmacKey:  key,
 		client: &http.Client{
@@ -92,9 +109,12 @@ func NewWebhook(cfg WebhookConfig, log *zap.Logger, reg prometheus.Registerer) (
 			// failure instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		m:     m,
-		log:   log.Named("feedback_webhook").With(zap.String("endpoint", u.Scheme+"://"+u.Host+u.Path)), // no user info, no query
-		sleep: sleep,
+		src:      src,
+		box:      newMailbox(),
+		m:        m,
+		log:      log,
+		episodes: &episodes{log: log},
+		sleep:    sleep,
 	}, nil
 }
 
@@ -112,10 +132,35 @@ func secretSetting(v secret.Secret, file, fileVar string) (secret.Secret, error)
 // Close releases idle connections.
 func (w *Webhook) Close() { w.client.CloseIdleConnections() }
 
-// Notify posts e and returns nil once an attempt succeeded, or the last
-// attempt's error. It returns early with an error when ctx is done.
-func (w *Webhook) Notify(ctx context.Context, e backpressure.Event) error {
-	err := w.deliver(ctx, e)
+// Notify hands e to Run for delivery, replacing an event Run has not taken
+// yet. It returns at once and always nil: the outcome is counted and logged
+// by the webhook.
+func (w *Webhook) Notify(_ context.Context, e backpressure.Event) error {
+	w.box.put(e)
+	return nil
+}
+
+// Run delivers the current state at once and every heartbeat interval, and
+// each event the webhook is notified of, until ctx is done; it returns nil.
+// A failed delivery is logged once per episode of failures and made good by
+// the next one.
+func (w *Webhook) Run(ctx context.Context) error {
+	heartbeat(ctx, w.interval, w.src, w.box, func(e backpressure.Event, newer <-chan struct{}) {
+		switch err := w.deliver(ctx, e, newer); {
+		case err == nil:
+			w.episodes.succeeded()
+		case ctx.Err() == nil && !errors.Is(err, errSuperseded):
+			w.episodes.failed(err)
+		}
+	})
+	return nil
+}
+
+// deliver posts e and returns nil once an attempt succeeded, or the last
+// attempt's error. It returns early with an error when ctx is done or, while
+// waiting to retry, when newer is closed.
+func (w *Webhook) deliver(ctx context.Context, e backpressure.Event, newer <-chan struct{}) error {
+	err := w.attempt(ctx, e, newer)
 	outcome := outcomeOK
 	if err != nil {
 		outcome = outcomeError
@@ -124,7 +169,7 @@ func (w *Webhook) Notify(ctx context.Context, e backpressure.Event) error {
 	return err
 }
 
-func (w *Webhook) deliver(ctx context.Context, e backpressure.Event) error {
+func (w *Webhook) attempt(ctx context.Context, e backpressure.Event, newer <-chan struct{}) error {
 	body, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("encoding feedback event: %w", err)
@@ -142,7 +187,7 @@ func (w *Webhook) deliver(ctx context.Context, e backpressure.Event) error {
 		w.m.attempts.WithLabelValues(attemptRetry).Inc()
 		d := w.delay(attempt)
 		w.log.Debug("webhook attempt failed; retrying", zap.Int("attempt", attempt+1), zap.Duration("backoff", d), zap.Error(err))
-		if err := w.sleep(ctx, d); err != nil {
+		if err := w.sleep(ctx, d, newer); err != nil {
 			return fmt.Errorf("posting feedback webhook: gave up waiting to retry: %w", err)
 		}
 	}
@@ -218,12 +263,16 @@ func retryable(err error) bool {
 	return true
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d, and returns early with an error when ctx is done or newer
+// is closed.
+func sleep(ctx context.Context, d time.Duration, newer <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return nil
+	case <-newer:
+		return errSuperseded
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -115,7 +115,7 @@ func webhookConfig(endpoint string) WebhookConfig {
 func newTestWebhook(t *testing.T, cfg WebhookConfig, log *zap.Logger) (*Webhook, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	w, err := NewWebhook(cfg, log, reg)
+	w, err := NewWebhook(cfg, &state{e: event}, time.Minute, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func newTestWebhook(t *testing.T, cfg WebhookConfig, log *zap.Logger) (*Webhook,
 // recordSleeps makes w record its backoffs instead of sleeping.
 func recordSleeps(w *Webhook) *[]time.Duration {
 	var slept []time.Duration
-	w.sleep = func(_ context.Context, d time.Duration) error {
+	w.sleep = func(_ context.Context, d time.Duration, _ <-chan struct{}) error {
 		slept = append(slept, d)
 		return nil
 	}
@@ -153,7 +153,7 @@ func TestWebhookRetriesThenDeliversOnce(t *testing.T) {
 	w, _ := newTestWebhook(t, cfg, zap.NewNop())
 	slept := recordSleeps(w)
 
-	if err := w.Notify(context.Background(), event); err != nil {
+	if err := w.deliver(context.Background(), event, nil); err != nil {
 		t.Fatal(err)
 	}
 	calls, delivered := rc.stats()
@@ -216,10 +216,10 @@ func TestWebhookGivesUp(t *testing.T) {
 			cfg.MaxRetries = tt.retries
 			w, _ := newTestWebhook(t, cfg, zap.NewNop())
 			recordSleeps(w)
-			err := w.Notify(context.Background(), event)
+			err := w.deliver(context.Background(), event, nil)
 			var se *StatusError
 			if !errors.As(err, &se) || se.Code != tt.statuses[0] {
-				t.Fatalf("Notify = %v, want status %d", err, tt.statuses[0])
+				t.Fatalf("deliver = %v, want status %d", err, tt.statuses[0])
 			}
 			if calls, _ := rc.stats(); calls != tt.calls {
 				t.Errorf("%d calls, want %d", calls, tt.calls)
@@ -243,7 +243,7 @@ func TestWebhookAttemptTimeout(t *testing.T) {
 	cfg.Backoff = 10 * time.Millisecond
 	w, _ := newTestWebhook(t, cfg, zap.NewNop())
 	start := time.Now()
-	if err := w.Notify(context.Background(), event); err != nil {
+	if err := w.deliver(context.Background(), event, nil); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took < cfg.Timeout || took > 5*time.Second {
@@ -254,7 +254,7 @@ func TestWebhookAttemptTimeout(t *testing.T) {
 	}
 }
 
-func TestWebhookNotifyStopsWithContext(t *testing.T) {
+func TestWebhookDeliveryStopsWithContext(t *testing.T) {
 	rc := &receiver{statuses: []int{0}}
 	cfg := webhookConfig(serve(t, rc))
 	cfg.Timeout = time.Minute
@@ -262,14 +262,14 @@ func TestWebhookNotifyStopsWithContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- w.Notify(ctx, event) }()
+	go func() { done <- w.deliver(ctx, event, nil) }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Notify = %v, want the context's error", err)
+			t.Errorf("deliver = %v, want the context's error", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Notify ignored its context")
+		t.Fatal("deliver ignored its context")
 	}
 }
 
@@ -293,9 +293,9 @@ func TestWebhookSecretsStayHidden(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	w, _ := newTestWebhook(t, cfg.Webhook, zap.New(core))
 	recordSleeps(w)
-	notifyErr := w.Notify(context.Background(), event)
+	notifyErr := w.deliver(context.Background(), event, nil)
 	if notifyErr == nil {
-		t.Fatal("Notify to a closed port succeeded")
+		t.Fatal("delivery to a closed port succeeded")
 	}
 	js, err := json.Marshal(cfg)
 	if err != nil {
@@ -361,12 +361,12 @@ func TestWebhookConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
 		}
 	}
-	if _, err := NewWebhook(WebhookConfig{}, zap.NewNop(), prometheus.NewRegistry()); err == nil {
+	if _, err := NewWebhook(WebhookConfig{}, &state{}, time.Second, zap.NewNop(), prometheus.NewRegistry()); err == nil {
 		t.Error("NewWebhook accepted a disabled configuration")
 	}
 	missing := ok
 	missing.HMACSecretFile = filepath.Join(t.TempDir(), "absent")
-	if _, err := NewWebhook(missing, zap.NewNop(), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "MDS_FB_HTTP_HMAC_SECRET_FILE") {
+	if _, err := NewWebhook(missing, &state{}, time.Second, zap.NewNop(), prometheus.NewRegistry()); err == nil || !strings.Contains(err.Error(), "MDS_FB_HTTP_HMAC_SECRET_FILE") {
 		t.Errorf("NewWebhook with a missing key file: %v", err)
 	}
 }
@@ -385,5 +385,146 @@ func TestConfigDefaults(t *testing.T) {
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "MDS_FEEDBACK_TOPIC") || !strings.Contains(err.Error(), "MDS_FB_HEARTBEAT_INTERVAL") {
 		t.Errorf("Validate() = %v", err)
+	}
+}
+
+// levelReceiver is a webhook endpoint that records the events it is sent
+// and fails every attempt while failing is set.
+type levelReceiver struct {
+	mu        sync.Mutex
+	failing   bool
+	attempts  []backpressure.Event
+	delivered []backpressure.Event
+}
+
+func (rc *levelReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var e backpressure.Event
+	if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.attempts = append(rc.attempts, e)
+	if rc.failing {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	rc.delivered = append(rc.delivered, e)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *levelReceiver) setFailing(v bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.failing = v
+}
+
+// count returns how many attempts and deliveries of level there were.
+func (rc *levelReceiver) count(level backpressure.Level) (attempts, delivered int, last backpressure.Event) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for _, e := range rc.attempts {
+		if e.Level == level {
+			attempts++
+		}
+	}
+	for _, e := range rc.delivered {
+		if e.Level == level {
+			delivered++
+			last = e
+		}
+	}
+	return attempts, delivered, last
+}
+
+// runWebhook runs w until the test ends.
+func runWebhook(t *testing.T, w *Webhook) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// A receiver that missed the OK after a HARD (every attempt failed) learns
+// it from the next heartbeat once it recovers, instead of staying stopped.
+func TestWebhookHeartbeatMakesGoodAMissedEvent(t *testing.T) {
+	const interval = 400 * time.Millisecond
+	rc := &levelReceiver{}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	cfg := webhookConfig(srv.URL)
+	cfg.MaxRetries = 1
+	cfg.Backoff = 10 * time.Millisecond
+	src := &state{e: event} // hard
+	core, logs := observer.New(zapcore.InfoLevel)
+	w, err := NewWebhook(cfg, src, interval, zap.New(core), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	runWebhook(t, w)
+
+	// The first heartbeat goes out at once.
+	waitFor(t, func() bool { _, n, _ := rc.count(backpressure.Hard); return n >= 1 })
+	_, _, hb := rc.count(backpressure.Hard)
+	if hb.Reason != backpressure.ReasonHeartbeat || hb.HeartbeatInterval != interval.Seconds() {
+		t.Errorf("first delivery %+v, want a heartbeat carrying the interval", hb)
+	}
+
+	rc.setFailing(true)
+	ok := event
+	ok.Level, ok.Reason, ok.QueueSize = backpressure.OK, backpressure.ReasonLowWatermark, 10
+	src.set(backpressure.OK)
+	if err := w.Notify(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { n, _, _ := rc.count(backpressure.OK); return n >= 1+cfg.MaxRetries })
+	recovered := time.Now()
+	rc.setFailing(false)
+	waitFor(t, func() bool { _, n, _ := rc.count(backpressure.OK); return n >= 1 })
+	if took := time.Since(recovered); took > interval+200*time.Millisecond {
+		t.Errorf("receiver learned ok %v after it recovered, want within one heartbeat interval (%v)", took, interval)
+	}
+	if _, _, got := rc.count(backpressure.OK); got.Reason != backpressure.ReasonHeartbeat {
+		t.Errorf("ok delivered as %+v, want a heartbeat", got)
+	}
+	if n := logs.FilterMessageSnippet("publishing feedback failed").Len(); n != 1 {
+		t.Errorf("failure logged %d times, want once", n)
+	}
+	waitFor(t, func() bool { return logs.FilterMessageSnippet("publishing feedback recovered").Len() == 1 })
+}
+
+// A newer event cuts the retries of an older one short.
+func TestWebhookNewerEventSupersedesRetries(t *testing.T) {
+	rc := &levelReceiver{failing: true}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	cfg := webhookConfig(srv.URL)
+	cfg.MaxRetries = 10
+	cfg.Backoff = time.Hour / 2 // only a newer event ends the wait
+	src := &state{e: event}
+	w, err := NewWebhook(cfg, src, time.Hour, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	runWebhook(t, w)
+	waitFor(t, func() bool { n, _, _ := rc.count(backpressure.Hard); return n == 1 }) // waiting to retry
+	rc.setFailing(false)
+	ok := event
+	ok.Level, ok.Reason = backpressure.OK, backpressure.ReasonLowWatermark
+	if err := w.Notify(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, n, _ := rc.count(backpressure.OK); return n == 1 })
+	if n, _, _ := rc.count(backpressure.Hard); n != 1 {
+		t.Errorf("the superseded event was tried %d times, want 1", n)
 	}
 }
