@@ -10,7 +10,9 @@
 // The generator follows the feedback topic with a backpressure.Follower and
 // paces itself with a backpressure.Limiter: with ObeyFeedback the rate is
 // Rate × scale (ok 1.0, soft 0.5, hard 0: it waits); without, the level is
-// only reported. Produce is asynchronous; a full producer buffer (the broker
+// only reported. While the follower cannot read the feedback topic
+// (unreachable brokers, TLS or SASL failure, missing topic), Progress
+// carries the reason in FeedbackErr and its line ends with feedback_error=. Produce is asynchronous; a full producer buffer (the broker
 // cannot keep up) also slows the loop down.
 //
 // Goroutines: Run owns the follower's goroutine and the reporting goroutine,

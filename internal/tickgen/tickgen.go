@@ -31,11 +31,19 @@ type Progress struct {
 	Rate    float64 // acknowledged ticks per second over the reporting interval (the whole run in Run's result)
 	Target  float64 // ticks per second currently allowed
 	Level   backpressure.Level
+	// FeedbackErr is what keeps the feedback follower from reading the
+	// topic (backpressure.Follower.Err), nil when it reads: while it is
+	// set, Level may be out of date.
+	FeedbackErr error
 }
 
 func (p Progress) String() string {
-	return fmt.Sprintf("elapsed=%s sent=%d acked=%d rate=%.0f/s target=%.0f/s level=%s",
+	s := fmt.Sprintf("elapsed=%s sent=%d acked=%d rate=%.0f/s target=%.0f/s level=%s",
 		p.Elapsed.Round(time.Second), p.Sent, p.Acked, p.Rate, p.Target, p.Level)
+	if p.FeedbackErr != nil {
+		s += fmt.Sprintf(" feedback_error=%q", p.FeedbackErr.Error())
+	}
+	return s
 }
 
 // symbol is the price state of one symbol.
@@ -201,11 +209,12 @@ func cents(p float64) float64 { return math.Round(p*100) / 100 }
 
 func (g *Generator) progress(start, now time.Time) Progress {
 	return Progress{
-		Elapsed: now.Sub(start),
-		Sent:    g.sent.Load(),
-		Acked:   g.acked.Load(),
-		Target:  g.limiter.Rate(),
-		Level:   g.follower.Level(),
+		Elapsed:     now.Sub(start),
+		Sent:        g.sent.Load(),
+		Acked:       g.acked.Load(),
+		Target:      g.limiter.Rate(),
+		Level:       g.follower.Level(),
+		FeedbackErr: g.follower.Err(),
 	}
 }
 

@@ -220,10 +220,35 @@ func TestGeneratorObeysFeedback(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if s := log.last().String(); !strings.Contains(s, "level=") || !strings.Contains(s, "rate=") {
+			if s := log.last().String(); !strings.Contains(s, "level=") || !strings.Contains(s, "rate=") || strings.Contains(s, "feedback_error") {
 				t.Errorf("progress line %q", s)
 			}
 		})
+	}
+}
+
+// A feedback topic the follower cannot read shows in the progress line.
+func TestGeneratorReportsFeedbackError(t *testing.T) {
+	_, opts := cluster(t)
+	cfg := testConfig()
+	cfg.Rate = 100
+	cfg.FeedbackTopic = "no.such.topic"
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := newGenerator(t, cfg, opts)
+	log := new(progressLog)
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.Run(ctx, log.add)
+		done <- err
+	}()
+	p := waitProgress(t, log, "feedback error", func(p Progress) bool { return p.FeedbackErr != nil })
+	if s := p.String(); !strings.Contains(s, "feedback_error=") || !strings.Contains(s, "UNKNOWN_TOPIC_OR_PARTITION") {
+		t.Errorf("progress line %q", s)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
