@@ -160,11 +160,12 @@ func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinat
 	lifecycle.Hook(lc, sd, log, "feedback", pub)
 	lc.Append(fx.StopHook(bus.Subscribe("kafka", pub)))
 	if s.Feedback.Webhook.Enabled {
-		wh, err := feedback.NewWebhook(s.Feedback.Webhook, log, reg)
+		wh, err := feedback.NewWebhook(s.Feedback.Webhook, co, s.Feedback.HeartbeatInterval, log, reg)
 		if err != nil {
 			return err
 		}
-		lc.Append(fx.StopHook(wh.Close))
+		lc.Append(fx.StopHook(wh.Close)) // last: after Run has returned
+		lifecycle.Hook(lc, sd, log, "feedback_webhook", wh)
 		lc.Append(fx.StopHook(bus.Subscribe("webhook", wh)))
 	}
 	return nil
