@@ -187,6 +187,7 @@ func scanKeywordValue(dsn string) (dsnLayout, error) {
 			return dsnLayout{}, errors.New("malformed keyword")
 		}
 		pos += eq + 1
+		afterEq := pos
 		skip()
 		start := pos
 		if pos < len(dsn) && dsn[pos] == '\'' {
@@ -206,6 +207,12 @@ func scanKeywordValue(dsn string) (dsnLayout, error) {
 				}
 			}
 			pos = min(pos, len(dsn))
+			// "sslmode= password=x" gives sslmode the value "password=x"
+			// in libpq: almost surely a typo, and one that would show the
+			// password as another setting's value.
+			if start > afterEq && strings.IndexByte(dsn[start:pos], '=') >= 0 {
+				return dsnLayout{}, errors.New("a keyword with nothing after '=' is followed by another setting (write key='' for an empty value)")
+			}
 		}
 		if secretKeys[key] {
 			l.secrets = append(l.secrets, span{start, pos})

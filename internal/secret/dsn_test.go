@@ -162,6 +162,7 @@ func TestCheckDSN(t *testing.T) {
 		"postgres://u:pw@h:5432/db?sslmode=disable",
 		"postgres://u:p%40w%2F@h/db",
 		"host=h user=u password='p w' dbname=db",
+		"host = h  user= u",
 		"",
 	} {
 		if err := secret.CheckDSN(dsn); err != nil {
@@ -174,6 +175,7 @@ func TestCheckDSN(t *testing.T) {
 		"postgres://u:pw@h/db?password",
 		"host=h password='" + pw,
 		"host=h pass\x00word=" + pw,
+		"host=h sslmode= password=" + pw, // sslmode would hold "password=…"
 	} {
 		err := secret.CheckDSN(dsn)
 		if err == nil {
