@@ -54,6 +54,7 @@ func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Re
 			func(r *prometheus.Registry) prometheus.Registerer { return r },
 			func(r *prometheus.Registry) prometheus.Gatherer { return r },
 			newKafkaOpts,
+			newKafkaClient,
 			newStore,
 			newBus,
 			newCoordinator,
@@ -77,14 +78,21 @@ func newKafkaOpts(s Settings, log *zap.Logger) (kafkaOpts, error) {
 	return kafkaOpts(opts), err
 }
 
-// checkKafka fails the start when the brokers cannot be reached or refuse
-// the credentials, instead of a consumer that retries forever in silence.
-func checkKafka(sc startContext, s Settings, ko kafkaOpts) error {
+// newKafkaClient is the process's Kafka client beside the consumer's own:
+// it checks the brokers at start, answers /readyz and publishes feedback.
+// Built first, it is closed last.
+func newKafkaClient(lc fx.Lifecycle, ko kafkaOpts) (*kgo.Client, error) {
 	cl, err := kgo.NewClient(ko...)
 	if err != nil {
-		return fmt.Errorf("creating kafka client: %w", err)
+		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
-	defer cl.Close()
+	lc.Append(fx.StopHook(cl.Close))
+	return cl, nil
+}
+
+// checkKafka fails the start when the brokers cannot be reached or refuse
+// the credentials, instead of a consumer that retries forever in silence.
+func checkKafka(sc startContext, s Settings, cl *kgo.Client) error {
 	ctx, cancel := context.WithTimeout(sc, 15*time.Second)
 	defer cancel()
 	return s.Kafka.Ping(ctx, cl)
@@ -120,43 +128,31 @@ func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko ka
 	return c, nil
 }
 
-func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gatherer, ko kafkaOpts, c *consume.Consumer, st *store.Store, co *coordinator.Coordinator, log *zap.Logger) error {
+func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gatherer, cl *kgo.Client, c *consume.Consumer, st *store.Store, co *coordinator.Coordinator, log *zap.Logger) {
 	if s.HTTP.Addr == "" {
-		return nil
+		return
 	}
 	// /readyz asks the brokers itself: the group member alone does not
 	// notice that they went away until its session times out.
-	probe, err := kgo.NewClient(ko...)
-	if err != nil {
-		return fmt.Errorf("creating kafka client for /readyz: %w", err)
-	}
-	lc.Append(fx.StopHook(probe.Close))
-	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, probe) }
+	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, cl) }
 	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, st, co, log.Named("http")))
-	return nil
 }
 
 func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {
 	lifecycle.Hook(lc, sd, log, "coordinator", co)
 }
 
-func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinator.Bus, co *coordinator.Coordinator, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) error {
+func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinator.Bus, co *coordinator.Coordinator, cl *kgo.Client, log *zap.Logger, reg prometheus.Registerer) error {
 	if !s.Coordinator.EnableFeedback {
 		log.Info("backpressure feedback disabled (MDS_FB_ENABLE_FEEDBACK=false)")
 		return nil
 	}
-	cl, err := kgo.NewClient(ko...)
-	if err != nil {
-		return fmt.Errorf("creating feedback kafka client: %w", err)
-	}
 	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, co, log, reg)
 	if err != nil {
-		cl.Close()
 		return err
 	}
-	// Stop hooks run in reverse: unsubscribe, stop the publisher, then
-	// close its client.
-	lc.Append(fx.StopHook(cl.Close))
+	// Stop hooks run in reverse: unsubscribe, then stop the publisher
+	// (tombstone, flush); the client closes last.
 	lifecycle.Hook(lc, sd, log, "feedback", pub)
 	lc.Append(fx.StopHook(bus.Subscribe("kafka", pub)))
 	if s.Feedback.Webhook.Enabled {
