@@ -30,6 +30,19 @@ func (s *signal) notify() {
 	}
 }
 
+// waitLocked waits, with q.mu released, until s is notified, due fires
+// (nil: never) or ctx is done; it returns with q.mu held again.
+func (q *queue) waitLocked(ctx context.Context, s *signal, due <-chan time.Time) {
+	wake := s.wait()
+	q.mu.Unlock()
+	defer q.mu.Lock()
+	select {
+	case <-wake:
+	case <-due:
+	case <-ctx.Done():
+	}
+}
+
 type queued struct {
 	ch *tick.Chunk
 	at time.Time // when it was queued, for FlushInterval
@@ -128,13 +141,7 @@ func (q *queue) submit(ctx context.Context, ch *tick.Chunk, block bool) error {
 		}
 		q.blocked++
 		q.work.notify() // producers are waiting: workers flush without waiting for age
-		wake := q.space.wait()
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-		}
-		q.mu.Lock()
+		q.waitLocked(ctx, &q.space, nil)
 		q.blocked--
 		if err := ctx.Err(); err != nil {
 			return err
@@ -248,14 +255,7 @@ func (q *queue) take(ctx context.Context) *batch {
 			}
 			due = timer.C
 		}
-		wake := q.work.wait()
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-due:
-		case <-ctx.Done():
-		}
-		q.mu.Lock()
+		q.waitLocked(ctx, &q.work, due)
 	}
 	return nil
 }
@@ -391,13 +391,7 @@ func (q *queue) revoke(ctx context.Context, tps []tick.TopicPartition, wait bool
 		}
 	}
 	for wait && slices.ContainsFunc(writing, func(l *lane) bool { return l.writing }) {
-		wake := q.done.wait()
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-		}
-		q.mu.Lock()
+		q.waitLocked(ctx, &q.done, nil)
 		if ctx.Err() != nil {
 			return true
 		}
@@ -429,13 +423,7 @@ func (q *queue) drain(ctx context.Context) error {
 	q.space.notify()
 	q.work.notify()
 	for q.size > 0 || q.inflight > 0 {
-		wake := q.done.wait()
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-		}
-		q.mu.Lock()
+		q.waitLocked(ctx, &q.done, nil)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("draining: %d ticks queued and %d batches in flight: %w", q.size, q.inflight, err)
 		}
