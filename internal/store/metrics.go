@@ -14,22 +14,29 @@ const (
 	resultRolledBack = "rolled_back"
 )
 
+// metrics holds the store's collectors. The children of the result label
+// are resolved once, so that Write looks no label up.
 type metrics struct {
-	deadLetters  *prometheus.CounterVec // by reason, counted on commit
-	transactions *prometheus.CounterVec // by result
-	rows         prometheus.Counter     // tick rows committed
+	deadLetters *prometheus.CounterVec // by reason, counted on commit
+	committed   prometheus.Counter     // transactions by result
+	fenced      prometheus.Counter
+	rolledBack  prometheus.Counter
+	rows        prometheus.Counter // tick rows committed
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error) {
+	transactions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_store_transactions_total",
+		Help: "Write transactions by result: committed, fenced (another member owns a partition), rolled_back (error).",
+	}, []string{"result"})
 	m := &metrics{
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mds_dead_letters_total",
 			Help: "Records stored in mds_dead_letters, by reason (counted when their transaction commits).",
 		}, []string{"reason"}),
-		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mds_store_transactions_total",
-			Help: "Write transactions by result: committed, fenced (another member owns a partition), rolled_back (error).",
-		}, []string{"result"}),
+		committed:  transactions.WithLabelValues(resultCommitted),
+		fenced:     transactions.WithLabelValues(resultFenced),
+		rolledBack: transactions.WithLabelValues(resultRolledBack),
 		rows: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mds_store_copy_rows_total",
 			Help: "Tick rows committed to table ticks.",
@@ -38,11 +45,8 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
-	for _, r := range []string{resultCommitted, resultFenced, resultRolledBack} {
-		m.transactions.WithLabelValues(r)
-	}
 	cs := []prometheus.Collector{
-		m.deadLetters, m.transactions, m.rows,
+		m.deadLetters, transactions, m.rows,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",

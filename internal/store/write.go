@@ -47,13 +47,13 @@ func (s *Store) Write(ctx context.Context, b *tick.Batch) error {
 	res, err := s.write(ctx, b, ranges)
 	switch {
 	case err != nil:
-		s.m.transactions.WithLabelValues(resultRolledBack).Inc()
+		s.m.rolledBack.Inc()
 		return newWriteError(err)
 	case res.fenced != nil:
-		s.m.transactions.WithLabelValues(resultFenced).Inc()
+		s.m.fenced.Inc()
 		return res.fenced
 	}
-	s.m.transactions.WithLabelValues(resultCommitted).Inc()
+	s.m.committed.Inc()
 	s.m.rows.Add(float64(res.rows))
 	for reason, n := range res.dead {
 		s.m.deadLetters.WithLabelValues(reason).Add(float64(n))

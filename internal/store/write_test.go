@@ -78,7 +78,7 @@ func TestWriteCommitsRowsDeadLettersAndOffsets(t *testing.T) {
 		t.Fatalf("dead letters = %+v", dls)
 	}
 
-	if v := testutil.ToFloat64(s.m.transactions.WithLabelValues(resultCommitted)); v != 1 {
+	if v := testutil.ToFloat64(s.m.committed); v != 1 {
 		t.Errorf("committed transactions = %v", v)
 	}
 	if v := testutil.ToFloat64(s.m.rows); v != 16 {
@@ -137,7 +137,7 @@ func TestWriteFencedWhenStoredOffsetDiffers(t *testing.T) {
 	if n := queryInt(t, db, `SELECT sum(next_offset) FROM mds_offsets`); n != 20 {
 		t.Fatalf("offsets changed by fenced writes: sum %d", n)
 	}
-	if v := testutil.ToFloat64(s.m.transactions.WithLabelValues(resultFenced)); v != 5 {
+	if v := testutil.ToFloat64(s.m.fenced); v != 5 {
 		t.Errorf("fenced transactions = %v", v)
 	}
 }
@@ -285,7 +285,7 @@ func TestWritePermanentErrorRollsBack(t *testing.T) {
 	if n := queryInt(t, db, `SELECT count(*) FROM mds_offsets`); n != 0 {
 		t.Fatal("the offsets of a failed write were committed")
 	}
-	if v := testutil.ToFloat64(s.m.transactions.WithLabelValues(resultRolledBack)); v != 1 {
+	if v := testutil.ToFloat64(s.m.rolledBack); v != 1 {
 		t.Errorf("rolled back transactions = %v", v)
 	}
 }
