@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/market-data-store/mds/internal/app"
 	"io"
 	"sort"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 
+	"github.com/market-data-store/mds/internal/app"
 	"github.com/market-data-store/mds/internal/config"
 	"github.com/market-data-store/mds/internal/pgtemp"
 	"github.com/market-data-store/mds/internal/tickgen"
@@ -64,7 +64,7 @@ func (d devCmd) Run(g *globals) error {
 		env[k] = v
 	}
 	for k, v := range devDefaults(d.KafkaPort) {
-		if _, set := env[k]; !set || k == "MDS_KAFKA_BROKERS" {
+		if _, set := env[k]; !set {
 			env[k] = v
 		}
 	}
@@ -122,10 +122,9 @@ func (d devCmd) Run(g *globals) error {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel() // before the wait: stops the generator and the status line
 	var produced atomic.Pointer[tickgen.Progress]
 	if d.Rate > 0 {
 		cfg := tickgen.DefaultConfig()

@@ -15,7 +15,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/market-data-store/mds/internal/app"
 	"io"
 	"os"
 	"os/signal"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/market-data-store/mds/internal/app"
 	"github.com/market-data-store/mds/internal/config"
 	"github.com/market-data-store/mds/internal/version"
 )
