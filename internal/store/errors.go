@@ -54,9 +54,9 @@ func IsTemporary(err error) bool {
 	return false
 }
 
-// IsDataError reports whether err is the database refusing a value: SQLSTATE
+// isDataError reports whether err is the database refusing a value: SQLSTATE
 // class 22 (data exception) or 23 (integrity constraint violation).
-func IsDataError(err error) bool {
+func isDataError(err error) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
 		return false

@@ -59,11 +59,11 @@ func TestIsTemporary(t *testing.T) {
 
 func TestIsDataError(t *testing.T) {
 	for code, want := range map[string]bool{"22001": true, "22P02": true, "23505": true, "23514": true, "42P01": false, "40001": false, "2": false} {
-		if got := IsDataError(fmt.Errorf("w: %w", &pgconn.PgError{Code: code})); got != want {
-			t.Errorf("IsDataError(%s) = %v", code, got)
+		if got := isDataError(fmt.Errorf("w: %w", &pgconn.PgError{Code: code})); got != want {
+			t.Errorf("isDataError(%s) = %v", code, got)
 		}
 	}
-	if IsDataError(errors.New("22001")) {
+	if isDataError(errors.New("22001")) {
 		t.Error("message text must not classify")
 	}
 }

@@ -157,7 +157,7 @@ func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, 
 		// Permanent, whatever the class of the SQLSTATE says.
 		return 0, &writeError{err: fmt.Errorf("copying ticks (do its columns still have the types of the migrations?): %w", copyErr)}
 	}
-	if !IsDataError(copyErr) {
+	if !isDataError(copyErr) {
 		return 0, fmt.Errorf("copying ticks: %w", copyErr)
 	}
 	if hi-lo == 1 {
