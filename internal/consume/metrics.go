@@ -23,50 +23,40 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
 	rebalances := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_consumer_rebalances_total",
 		Help: "Partition assignment changes seen by this member, by event (assigned, revoked, lost).",
 	}, []string{"event"})
 	m := &metrics{
-		records: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mds_consumer_records_total",
-			Help: "Kafka records fetched and handed on, good or dead-lettered.",
-		}),
+		records: counter("mds_consumer_records_total",
+			"Kafka records fetched and handed on, good or dead-lettered."),
 		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mds_consumer_decode_errors_total",
 			Help: "Records that are not valid ticks and became dead letters, by reason.",
 		}, []string{"reason"}),
-		paused: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mds_consumer_paused_partitions",
-			Help: "Assigned partitions currently paused, by backpressure or waiting for a resync.",
-		}),
-		assigned: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mds_consumer_assigned_partitions",
-			Help: "Partitions currently assigned to this member.",
-		}),
+		paused: gauge("mds_consumer_paused_partitions",
+			"Assigned partitions currently paused, by backpressure or waiting for a resync."),
+		assigned: gauge("mds_consumer_assigned_partitions",
+			"Partitions currently assigned to this member."),
 		assignedEv: rebalances.WithLabelValues("assigned"),
 		revokedEv:  rebalances.WithLabelValues("revoked"),
 		lostEv:     rebalances.WithLabelValues("lost"),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "mds_consumer_lag_records",
-			Help: "Records not yet handed to the queue (end offset minus next offset), summed over assigned partitions; end offsets are refreshed every 5s even while paused.",
-		}),
-		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mds_consumer_commit_errors_total",
-			Help: "Kafka offset commits (made for lag tooling after database commits) that failed.",
-		}),
-		offsetLoadErr: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mds_consumer_offset_load_errors_total",
-			Help: "Failed reads of the stored offsets, on partition assignment or resync; each is retried.",
-		}),
-		lagErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mds_consumer_lag_refresh_errors_total",
-			Help: "Failed listings of end offsets for mds_consumer_lag_records; each is retried at the next refresh.",
-		}),
-		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "mds_consumer_resyncs_total",
-			Help: "Partitions moved back to their stored offset after the database fenced them while they stayed assigned.",
-		}),
+		lag: gauge("mds_consumer_lag_records",
+			"Records not yet handed to the queue (end offset minus next offset), summed over assigned partitions; end offsets are refreshed every 5s even while paused."),
+		commitErrors: counter("mds_consumer_commit_errors_total",
+			"Kafka offset commits (made for lag tooling after database commits) that failed."),
+		offsetLoadErr: counter("mds_consumer_offset_load_errors_total",
+			"Failed reads of the stored offsets, on partition assignment or resync; each is retried."),
+		lagErrors: counter("mds_consumer_lag_refresh_errors_total",
+			"Failed listings of end offsets for mds_consumer_lag_records; each is retried at the next refresh."),
+		resyncs: counter("mds_consumer_resyncs_total",
+			"Partitions moved back to their stored offset after the database fenced them while they stayed assigned."),
 	}
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge} {
 		m.decodeErrors.WithLabelValues(r)
