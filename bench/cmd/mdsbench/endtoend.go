@@ -77,16 +77,11 @@ func (p *offsetPoller) committed() int64 {
 func endToEnd(ctx context.Context, e *benchEnv, o options, round int) (e2eResult, error) {
 	var r e2eResult
 	name, group := fmt.Sprintf("bench_e2e_%d", round), fmt.Sprintf("bench-e2e-%d", round)
-	url, err := e.freshDB(ctx, name)
+	url, conn, closeDB, err := e.openFreshDB(ctx, name)
 	if err != nil {
 		return r, err
 	}
-	defer e.dropDB(ctx, name)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return r, fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close(ctx)
+	defer closeDB()
 
 	progress("processor end to end: default settings, %d ticks backlog, empty table", o.n)
 	pg0 := e.postgresCPU()

@@ -125,6 +125,25 @@ func (e *benchEnv) freshDB(ctx context.Context, name string) (string, error) {
 	return pgtemp.WithDatabase(e.pg.URL, name)
 }
 
+// openFreshDB creates database name as freshDB does and connects to it. It
+// returns the database URL, the connection, and a function that closes the
+// connection and drops the database.
+func (e *benchEnv) openFreshDB(ctx context.Context, name string) (string, *pgx.Conn, func(), error) {
+	url, err := e.freshDB(ctx, name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		e.dropDB(ctx, name)
+		return "", nil, nil, fmt.Errorf("connecting: %w", err)
+	}
+	return url, conn, func() {
+		conn.Close(ctx)
+		e.dropDB(ctx, name)
+	}, nil
+}
+
 // dropDB drops a database of an earlier phase, so that its dirty pages and
 // files do not weigh on the next one.
 func (e *benchEnv) dropDB(ctx context.Context, name string) {

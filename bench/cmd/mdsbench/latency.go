@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -55,16 +54,11 @@ func latency(ctx context.Context, e *benchEnv, o options) (latencyResult, error)
 	if err := createTopic(ctx, e, topic, o.partitions); err != nil {
 		return r, err
 	}
-	url, err := e.freshDB(ctx, name)
+	url, conn, closeDB, err := e.openFreshDB(ctx, name)
 	if err != nil {
 		return r, err
 	}
-	defer e.dropDB(ctx, name)
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return r, fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close(ctx)
+	defer closeDB()
 
 	progress("latency: starting the processor on an empty topic %s", topic)
 	p, err := startProcessor(e, "latency", map[string]string{
