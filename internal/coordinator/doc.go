@@ -29,31 +29,32 @@
 //
 // Run starts Workers goroutines and returns when its ctx is done and they
 // have stopped. A worker takes a batch when the ready lanes hold BatchSize
-// ticks, when the oldest queued chunk has waited FlushInterval, when
-// producers are blocked on a full queue, or during Drain. It takes whole
-// chunks from the lanes with the oldest chunks first, so a batch may mix
-// partitions, each partition's chunks contiguous and in offset order. A
-// lane with chunks in a batch gives no more until that batch is released:
-// at most one batch per partition is in flight, so the batches of a
-// partition commit in offset order, while different partitions are written
-// in parallel. Ticks taken by a worker leave the queue size; the memory
-// held is at most Capacity plus Workers batches.
+// ticks, when the oldest queued chunk has waited FlushInterval, when the
+// level is HARD or producers are blocked on a full queue, or during Drain.
+// It takes whole chunks from the lanes with the oldest chunks first, so a
+// batch may mix partitions, each partition's chunks contiguous and in
+// offset order. A lane with chunks in a batch gives no more until that
+// batch is released: at most one batch per partition is in flight, so the
+// batches of a partition commit in offset order, while different partitions
+// are written in parallel. Ticks taken by a worker leave the queue size;
+// the memory held is at most Capacity plus Workers batches.
 //
 // A failed write is classified: *tick.FencedError drops the fenced
 // partitions (from the batch and the queue; their lanes close until the
 // next Assign) and retries the rest at once; errors with Temporary() true
-// are retried with exponential backoff and jitter up to MaxAttempts; any
-// other error, a panic in the sink (recovered) or an exhausted round is one
-// failure of the circuit breaker. After a failure the batch is kept: it
-// waits MaxBackoff while the breaker is closed, else until the breaker lets
-// one probe through (half-open), whose success closes it. A worker never
-// drops a batch and never exits before Run's ctx is done; then a batch
-// still unwritten is abandoned, and the consumer re-reads it from the
-// stored offsets. After each commit the ranges go to the Acker (SetAcker).
-// After a fence, an Acker that is also a Fencer is told at once which
-// partitions were closed (those of the batch the error names whose lanes
-// were still open), so the consumer can re-read the fenced records without
-// waiting for the partition's next Submit to fail with ErrRevoked.
+// are retried with exponential backoff (jittered if Retry.Jitter) up to
+// MaxAttempts; any other error, a panic in the sink (recovered) or an
+// exhausted round is one failure of the circuit breaker. After a failure
+// the batch is kept: it waits MaxBackoff while the breaker is closed, else
+// until the breaker lets one probe through (half-open), whose success
+// closes it. A worker never drops a batch and never exits before Run's ctx
+// is done; then a batch still unwritten is abandoned, and the consumer
+// re-reads it from the stored offsets. After each commit the ranges go to
+// the Acker (SetAcker). After a fence, an Acker that is also a Fencer is
+// told at once which partitions were closed (those of the batch the error
+// names whose lanes were still open), so the consumer can re-read the
+// fenced records without waiting for the partition's next Submit to fail
+// with ErrRevoked.
 //
 // Revoke drops the partitions' queued ticks, removes them from any batch
 // before its next attempt, and (if asked) waits for an attempt that
