@@ -223,7 +223,7 @@ func (d *Decoder) members(s *scanner, t *Tick) (seen uint16, err error) {
 // member had a value (was not null). Only syntax and type errors are
 // returned; a well-typed value that breaks a rule is recorded in s.
 func (d *Decoder) member(s *scanner, f field, t *Tick) (bool, error) {
-	k, raw, flag, err := s.scalar()
+	k, raw, esc, err := s.scalar()
 	if err != nil {
 		return false, err
 	}
@@ -231,7 +231,7 @@ func (d *Decoder) member(s *scanner, f field, t *Tick) (bool, error) {
 		return false, nil
 	}
 	name := fieldNames[f]
-	if k == kindString && flag {
+	if k == kindString && esc {
 		raw = d.unescaped(s, name, raw)
 	}
 	switch f {

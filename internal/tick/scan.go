@@ -76,23 +76,22 @@ func (s *scanner) key() (raw []byte, esc bool, err error) {
 }
 
 // scalar scans the value at s. For a string, raw is its content between the
-// quotes and flag tells whether it holds escapes; for a number, raw is the
-// literal and flag tells whether it is an integer (no fraction or exponent).
-// Objects, arrays and booleans are reported as kindOther without being
-// consumed: the caller treats them as a type error.
-func (s *scanner) scalar() (k kind, raw []byte, flag bool, err error) {
+// quotes and esc tells whether it holds escapes; for a number, raw is the
+// literal. Objects, arrays and booleans are reported as kindOther without
+// being consumed: the caller treats them as a type error.
+func (s *scanner) scalar() (k kind, raw []byte, esc bool, err error) {
 	if s.pos >= len(s.b) {
 		return 0, nil, false, s.fail("unexpected end of input")
 	}
 	switch c := s.b[s.pos]; {
 	case c == '"':
-		raw, flag, err = s.str()
-		return kindString, raw, flag, err
+		raw, esc, err = s.str()
+		return kindString, raw, esc, err
 	case c == 'n':
 		return kindNull, nil, false, s.literal("null")
 	case c == '-' || c >= '0' && c <= '9':
-		raw, flag, err = s.number()
-		return kindNumber, raw, flag, err
+		raw, err = s.number()
+		return kindNumber, raw, false, err
 	}
 	return kindOther, nil, false, nil
 }
@@ -146,7 +145,7 @@ value:
 				return err
 			}
 		default:
-			if _, _, err := s.number(); err != nil {
+			if _, err := s.number(); err != nil {
 				return err
 			}
 		}
@@ -229,7 +228,7 @@ func (s *scanner) str() (raw []byte, esc bool, err error) {
 }
 
 // number scans a number literal at s.
-func (s *scanner) number() (raw []byte, isInt bool, err error) {
+func (s *scanner) number() (raw []byte, err error) {
 	b, i := s.b, s.pos
 	if i < len(b) && b[i] == '-' {
 		i++
@@ -241,20 +240,17 @@ func (s *scanner) number() (raw []byte, isInt bool, err error) {
 		i = digits(b, i)
 	default:
 		s.pos = i
-		return nil, false, s.fail("invalid value")
+		return nil, s.fail("invalid value")
 	}
-	isInt = true
 	if i < len(b) && b[i] == '.' {
-		isInt = false
 		if j := digits(b, i+1); j > i+1 {
 			i = j
 		} else {
 			s.pos = j
-			return nil, false, s.fail("digit expected after decimal point")
+			return nil, s.fail("digit expected after decimal point")
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		isInt = false
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
@@ -263,11 +259,11 @@ func (s *scanner) number() (raw []byte, isInt bool, err error) {
 			i = j
 		} else {
 			s.pos = j
-			return nil, false, s.fail("digit expected in exponent")
+			return nil, s.fail("digit expected in exponent")
 		}
 	}
 	raw, s.pos = b[s.pos:i], i
-	return raw, isInt, nil
+	return raw, nil
 }
 
 // digits returns the index of the first non-digit at or after i.
