@@ -14,7 +14,8 @@
 // For PostgreSQL connection strings, in URL or keyword/value form,
 // [RedactDSN] hides the password and sslpassword values for display, and
 // [WithPassword] adds a password read from a file (MDS_DATABASE_PASSWORD_FILE)
-// to a connection string that has none. Both locate the password with the
+// to a connection string that has none, and [CheckDSN] refuses a string
+// whose password cannot be located. All three locate the password with the
 // rules libpq and pgx use to parse it; a string whose structure is unclear
 // is redacted whole rather than guessed at.
 //
