@@ -101,6 +101,9 @@ func TestRetryJitter(t *testing.T) {
 			t.Errorf("wait %d = %v, want within ±50%% of %v", i, d, base[i])
 		}
 	}
+	if slices.Equal(got, base) {
+		t.Errorf("waits %v are not jittered", got) // all four exact: jitter ignored
+	}
 }
 
 func TestPermanentErrorAndPanicAreRetriedAfterAPause(t *testing.T) {
