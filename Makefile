@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 WITHPG      := $(GO) run ./internal/tools/withpg --
 
-.PHONY: help build run test lint fuzz bench test-integration chaos image up down check-deploy clean
+.PHONY: help build run test lint fuzz bench test-integration image up down check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -20,16 +20,15 @@ build: ## build bin/processor and bin/tickgen
 run: build ## run on embedded Kafka, a throwaway PostgreSQL and synthetic ticks (Ctrl-C stops)
 	./bin/processor dev
 
-test: ## gofmt, go vet, staticcheck, then every test with -race against a throwaway PostgreSQL
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) run $(STATICCHECK) ./...
+test: lint ## gofmt, go vet, staticcheck, then every test with -race against a throwaway PostgreSQL
 	$(WITHPG) $(GO) test -race -count=1 -timeout 15m ./...
 
-lint: ## gofmt, go vet and staticcheck only
+lint: ## gofmt, go vet and staticcheck (the integration suite's build tag included)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags integration ./integration/...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run $(STATICCHECK) -tags integration ./integration/...
 
 fuzz: ## run each fuzz target for FUZZTIME (default 20s): decoder, settings loader, DSN handling
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/tick
