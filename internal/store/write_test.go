@@ -399,7 +399,10 @@ func TestDeadLetterListAndReplay(t *testing.T) {
 	if err != nil || !slices.Equal(ids(pending), []int64{all[0].ID, all[2].ID, all[3].ID}) {
 		t.Fatalf("pending = %v, %v", ids(pending), err)
 	}
-	rows, _ = s.DeadLetters(ctx, chosen[:1])
+	rows, err = s.DeadLetters(ctx, chosen[:1])
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("DeadLetters(%v) = %+v, %v", chosen[:1], rows, err)
+	}
 	if rows[0].ReplayedAt == nil || time.Since(*rows[0].ReplayedAt) > time.Minute {
 		t.Fatalf("replayed_at = %v", rows[0].ReplayedAt)
 	}
