@@ -54,9 +54,6 @@ func FuzzDecode(f *testing.F) {
 			default:
 				t.Fatalf("unknown reason in %v", err)
 			}
-			if !valid && de.Reason != ReasonDecode && de.Reason != ReasonTooLarge {
-				t.Fatalf("malformed JSON %q reported as %v", in, err)
-			}
 			return
 		}
 		if !valid {
