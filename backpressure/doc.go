@@ -16,12 +16,13 @@
 // for a coordinator whose events announce a heartbeat_interval above a
 // third of it). A coordinator silent for longer, for example one that
 // crashed, stops counting; one that stops cleanly publishes a tombstone and
-// stops counting at once; with none heard from, the level is OK. Scale maps the level to a
-// rate factor (OK 1.0, Soft 0.5, Hard 0.0 by default). Event times are
-// compared with the local clock, so hosts' clocks must agree to well within
-// the stale period. Follower.Err tells why the follower cannot read the
-// topic (unreachable brokers, TLS or SASL failure, missing topic, denied
-// ACL): a producer should report it, since the level then stays OK.
+// stops counting at once; with none heard from, the level is OK. Scale maps
+// the level to a rate factor (OK 1.0, Soft 0.5, Hard 0.0 by default). Event
+// times are compared with the local clock, so hosts' clocks must agree to
+// well within the stale period. Follower.Err tells why the follower cannot
+// read the topic (unreachable brokers, TLS or SASL failure, missing topic,
+// denied ACL): a producer should report it, since the level then falls to
+// OK once the coordinators heard from go stale.
 //
 // A Limiter paces a produce loop at a target rate times the follower's scale;
 // at Hard it holds the loop until the level falls.

@@ -12,8 +12,9 @@
 // Rate × scale (ok 1.0, soft 0.5, hard 0: it waits); without, the level is
 // only reported. While the follower cannot read the feedback topic
 // (unreachable brokers, TLS or SASL failure, missing topic), Progress
-// carries the reason in FeedbackErr and its line ends with feedback_error=. Produce is asynchronous; a full producer buffer (the broker
-// cannot keep up) also slows the loop down.
+// carries the reason in FeedbackErr and its line ends with feedback_error=.
+// Produce is asynchronous; a full producer buffer (the broker cannot keep up)
+// also slows the loop down.
 //
 // Goroutines: Run owns the follower's goroutine and the reporting goroutine,
 // and stops and waits for both before it returns. Kafka options (brokers,
