@@ -11,10 +11,11 @@
 //     database, over 1 and over 2 connections (rows split); the best counts;
 //  3. consume ceiling: a franz-go group consumer that reads and decodes every
 //     record (tick.Decoder) and writes nothing;
-//  4. processor end to end: bin/processor as a subprocess with default
-//     settings, from an empty table until every record's offset is
-//     committed in mds_offsets; its CPU time (/proc/<pid>/stat) and peak RSS
-//     (VmHWM); then exactly N rows and no duplicate seq are checked;
+//  4. processor end to end: the processor (built from ./cmd/processor, or
+//     -processor) as a subprocess with default settings, from an empty
+//     table until every record's offset is committed in mds_offsets; its
+//     CPU time (/proc/<pid>/stat) and peak RSS (VmHWM); then exactly N rows,
+//     no duplicate seq and no dead letters are checked;
 //  5. latency: a fresh database and topic, the processor running, a paced
 //     producer at a fixed rate; each tick's latency is the time its offset
 //     became visible in mds_offsets (polled every few milliseconds) minus
