@@ -171,11 +171,8 @@ func (r *e2eResult) fromMetrics(mfs map[string]*dto.MetricFamily) {
 	if r.Batches > 0 {
 		r.RowsPerBatch = sample(mfs, "mds_worker_rows_written_total") / r.Batches
 	}
-	if mf := mfs["mds_worker_write_latency_seconds"]; mf != nil && len(mf.GetMetric()) > 0 {
-		h := mf.GetMetric()[0].GetHistogram()
-		if h.GetSampleCount() > 0 {
-			r.MeanWriteMs = 1000 * h.GetSampleSum() / float64(h.GetSampleCount())
-		}
+	if h := histogramOf(mfs, "mds_worker_write_latency_seconds"); h.GetSampleCount() > 0 { // nil-safe getters
+		r.MeanWriteMs = 1000 * h.GetSampleSum() / float64(h.GetSampleCount())
 	}
 	if mf := mfs["mds_feedback_events_total"]; mf != nil {
 		for _, m := range mf.GetMetric() {
