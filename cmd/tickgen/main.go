@@ -29,7 +29,14 @@ import (
 )
 
 type cli struct {
-	Brokers        []string      `help:"Kafka seed brokers." env:"MDS_KAFKA_BROKERS" default:"localhost:9092" sep:","`
+	Brokers []string `help:"Kafka seed brokers." env:"MDS_KAFKA_BROKERS" default:"localhost:9092" sep:","`
+	Gen     genFlags `embed:""`
+}
+
+// genFlags are tickgen.Config's fields with kong's tags (flag help and
+// defaults from tickgen.DefaultConfig): the types convert into each other, so
+// a field added to tickgen.Config does not compile until it has a flag.
+type genFlags struct {
 	Topic          string        `help:"Topic the ticks are produced to." env:"MDS_TICKGEN_TOPIC" default:"${topic}"`
 	Partitions     int32         `help:"Create the topic with this many partitions if it is missing (0: do not create)." env:"MDS_TICKGEN_PARTITIONS" default:"${partitions}"`
 	Rate           float64       `help:"Target ticks per second at level ok." env:"MDS_TICKGEN_RATE" default:"${rate}"`
@@ -51,6 +58,10 @@ func main() {
 
 // run is main without the process.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fail := func(err error) int { // a setting or flag that cannot work
+		fmt.Fprintln(stderr, "tickgen:", err)
+		return 2
+	}
 	def := tickgen.DefaultConfig()
 	var c cli
 	exit := -1
@@ -71,46 +82,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 	)
 	if err != nil {
-		fmt.Fprintln(stderr, "tickgen:", err)
-		return 2
+		return fail(err)
 	}
 	_, err = parser.Parse(args)
 	if exit >= 0 {
 		return exit
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "tickgen:", err)
-		return 2
+		return fail(err)
 	}
-	cfg := tickgen.Config{
-		Topic:          c.Topic,
-		Partitions:     c.Partitions,
-		Rate:           c.Rate,
-		Symbols:        c.Symbols,
-		Count:          c.Count,
-		Duration:       c.Duration,
-		FeedbackTopic:  c.FeedbackTopic,
-		ObeyFeedback:   c.ObeyFeedback,
-		Seed:           c.Seed,
-		ReportInterval: c.ReportInterval,
-	}
+	cfg := tickgen.Config(c.Gen)
 	// TLS and SASL come from the same MDS_KAFKA_* variables as the
 	// processor's (internal/kafkaconf); --brokers wins over the variable.
 	kc := kafkaconf.DefaultConfig()
 	if err := config.Load(&kc, config.Environ(os.Environ())); err != nil {
-		fmt.Fprintln(stderr, "tickgen:", err)
-		return 2
+		return fail(err)
 	}
 	kc.Brokers = c.Brokers
 	opts, err := kc.Opts(zap.NewNop())
 	if err != nil {
-		fmt.Fprintln(stderr, "tickgen:", err)
-		return 2
+		return fail(err)
 	}
 	g, err := tickgen.New(cfg, opts)
 	if err != nil {
-		fmt.Fprintln(stderr, "tickgen:", err)
-		return 2
+		return fail(err)
 	}
 	defer g.Close()
 	fmt.Fprintf(stdout, "producing to %s at %g ticks/s over %d symbols (feedback %s, obey %t)\n",
