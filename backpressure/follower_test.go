@@ -276,7 +276,15 @@ func TestFollowerTombstoneAndBadRecords(t *testing.T) {
 	waitLevel(t, f, backpressure.OK)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(errs) != 1 {
+	// Transient fetch errors may be reported too (the follower keeps
+	// retryable ones); exactly one must be the bad record.
+	decoding := 0
+	for _, err := range errs {
+		if strings.Contains(err.Error(), "decoding feedback record") {
+			decoding++
+		}
+	}
+	if decoding != 1 {
 		t.Errorf("errors %v, want one decoding error for the bad level", errs)
 	}
 }
