@@ -23,7 +23,9 @@ func TestSubmitAdmission(t *testing.T) {
 		t.Fatalf("Submit to an unassigned partition: %v, want ErrRevoked", err)
 	}
 	c.Assign([]tick.TopicPartition{p0})
-	if err := c.Submit(ctx, chunk(p0, 0, 150)); err != nil {
+	bounded, cancelBounded := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelBounded()
+	if err := c.Submit(bounded, chunk(p0, 0, 150)); err != nil {
 		t.Fatalf("a chunk larger than the capacity is refused on an empty queue: %v", err)
 	}
 	if err := c.TrySubmit(chunk(p0, 150, 1)); err != ErrQueueFull {
@@ -45,8 +47,13 @@ func TestSubmitAdmission(t *testing.T) {
 	case <-time.After(20 * time.Millisecond):
 	}
 	h.run() // the workers make room
-	if err := <-blocked; err != nil {
-		t.Fatalf("blocked Submit: %v", err)
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Fatalf("blocked Submit: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Submit still blocked 5s after the workers started")
 	}
 }
 
@@ -465,7 +472,9 @@ func TestDrainIsBounded(t *testing.T) {
 	blocked := make(chan error, 1)
 	go func() { blocked <- c.Submit(context.Background(), chunk(p0, 100, 1)) }()
 	start := time.Now()
-	err := c.Drain(context.Background())
+	outer, cancel := context.WithTimeout(context.Background(), 5*time.Second) // bounds the test if DrainTimeout is ignored
+	defer cancel()
+	err := c.Drain(outer)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "100 ticks queued") {
 		t.Errorf("Drain = %v, want a deadline error counting 100 ticks", err)
 	}
