@@ -33,8 +33,8 @@ type Queue interface {
 	// Drain writes everything queued and returns when it is in the
 	// database, or when ctx is done.
 	Drain(ctx context.Context) error
-	// PartitionDepths stores the number of queued ticks of each partition
-	// that holds any into dst.
+	// PartitionDepths clears dst and stores in it the number of queued
+	// ticks of partitions; a partition absent from dst holds none.
 	PartitionDepths(dst map[tick.TopicPartition]int)
 	// Current is the queue's present state: Level and Capacity are read.
 	Current() backpressure.Event
