@@ -24,6 +24,7 @@ type dlqCmd struct {
 
 // dlqFilter selects dead letters; shared by list and replay.
 type dlqFilter struct {
+	Group     string  `help:"Only dead letters stored by this consumer group."`
 	Topic     string  `help:"Only this topic."`
 	Partition *int32  `help:"Only this partition."`
 	Reason    string  `help:"Only this reason: decode, invalid, too_large, rejected." enum:",decode,invalid,too_large,rejected" default:""`
@@ -39,7 +40,7 @@ func (f dlqFilter) query(ctx context.Context, st *store.Store) ([]store.DeadLett
 		return st.DeadLetters(ctx, f.IDs)
 	}
 	return st.ListDeadLetters(ctx, store.DeadLetterFilter{
-		Topic: f.Topic, Partition: f.Partition, Reason: f.Reason,
+		Group: f.Group, Topic: f.Topic, Partition: f.Partition, Reason: f.Reason,
 		MinID: f.FromID, MaxID: f.ToID, Pending: f.Pending, Limit: f.Limit,
 	})
 }
@@ -63,7 +64,7 @@ func (c dlqListCmd) Run(g *globals) error {
 		enc := json.NewEncoder(g.stdout)
 		for _, r := range rows {
 			if err := enc.Encode(map[string]any{
-				"id": r.ID, "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
+				"id": r.ID, "group": r.ConsumerGroup, "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
 				"key": string(r.Key), "value": string(r.Value), "reason": r.Reason, "error": r.Err,
 				"created_at": r.CreatedAt, "replayed_at": r.ReplayedAt,
 			}); err != nil {

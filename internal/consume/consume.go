@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,9 +43,10 @@ type Queue interface {
 
 // OffsetStore reads the next offsets stored with the data.
 type OffsetStore interface {
-	// LoadOffsets returns the stored next offset of each of tps that has
-	// a row for group; partitions without a row are absent.
-	LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error)
+	// LoadOffsets returns what is stored for each of tps that has a row
+	// for group (next offset, leader epoch, topic id); partitions without
+	// a row are absent.
+	LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]tick.StoredOffset, error)
 }
 
 // Consumer is one member of the consumer group: it fetches tick records,
@@ -79,8 +81,10 @@ type Consumer struct {
 
 	fences map[tick.TopicPartition]uint64 // told by Fenced, not yet handled: assignment generation; under mu
 
-	resyncTries int       // failed reads in a row for fenced partitions; poll goroutine only
-	resyncAt    time.Time // next read; poll goroutine only
+	moveTries *backoff.ExponentialBackOff // waits between failed moves; poll goroutine only
+	moveAt    time.Time                   // next move attempt; poll goroutine only
+
+	adm *kadm.Client // on the member's client (never closed on its own); set by admHook
 
 	commitKick chan struct{} // size 1: Ack wakes the committer
 
@@ -95,13 +99,6 @@ type Consumer struct {
 	stop     chan struct{} // closed by Stop
 	done     chan struct{} // closed when Run returns
 	stopErr  error         // written before done is closed
-}
-
-// partState is what the member knows of one assigned partition.
-type partState struct {
-	gen    uint64 // which assignment (or resync) this is
-	from   int64  // From of the next chunk: the offset the database should hold, -1 for no row
-	resync bool   // fenced: paused and fed nothing until resync moves it
 }
 
 // New returns a Consumer for cfg. opts carry the broker connection (seeds,
@@ -134,6 +131,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		fences:     make(map[tick.TopicPartition]uint64),
 		lagEvery:   lagEvery,
 		commitKick: make(chan struct{}, 1),
+		moveTries:  offsetRetry.Backoff(),
 		decodeLog:  sometimes{every: time.Second},
 		warnLog:    sometimes{every: 10 * time.Second},
 		stop:       make(chan struct{}),
@@ -193,12 +191,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
+		kgo.WithHooks(admHook{c}),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
-	adm := kadm.NewClient(cl) // shares cl: never closed on its own
+	adm := c.adm // set by admHook before the client started anything
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
@@ -272,3 +271,10 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		return fmt.Errorf("stopping consumer: %w", ctx.Err())
 	}
 }
+
+// admHook gives the consumer an admin client on its own Kafka client as
+// the client is built, before any of its goroutines (and so any group
+// callback) runs.
+type admHook struct{ c *Consumer }
+
+func (h admHook) OnNewClient(cl *kgo.Client) { h.c.adm = kadm.NewClient(cl) }

@@ -631,7 +631,7 @@ func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
 	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 3 {
 		t.Errorf("mds_consumer_resyncs_total = %v, want 3", got)
 	}
-	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 3 {
+	if got := logs.FilterMessage("partition moved back to the stored offset after a fence").Len(); got != 3 {
 		t.Errorf("%d resync warnings, want 3", got)
 	}
 	if !m.c.Ready() {
@@ -694,7 +694,7 @@ func TestFencedLastChunkResyncsWithoutNewRecords(t *testing.T) {
 	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 1 {
 		t.Errorf("mds_consumer_resyncs_total = %v, want 1", got)
 	}
-	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 1 {
+	if got := logs.FilterMessage("partition moved back to the stored offset after a fence").Len(); got != 1 {
 		t.Errorf("%d resync warnings, want 1", got)
 	}
 }
@@ -726,7 +726,7 @@ func TestFenceToldAndRefusedResyncsOnce(t *testing.T) {
 	if !slices.Equal(revoked, []tick.TopicPartition{tp(0), tp(1)}) {
 		t.Errorf("revoked %v, want partitions 0 and 1 once each", revoked)
 	}
-	if got := c.resyncing(); len(got) != 2 {
+	if got := c.waiting(); len(got) != 2 {
 		t.Errorf("%v waiting for a resync, want partitions 0 and 1", got)
 	}
 }

@@ -22,6 +22,10 @@ type metrics struct {
 	fenced      prometheus.Counter
 	rolledBack  prometheus.Counter
 	rows        prometheus.Counter // tick rows committed
+
+	gaps                *prometheus.CounterVec // by topic, reason, counted on commit
+	lostRecords         *prometheus.CounterVec // by topic, reason, counted on commit
+	deadLetterConflicts prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error) {
@@ -42,11 +46,23 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 			Help: "Tick rows committed to table ticks.",
 		}),
 	}
+	m.gaps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_consumer_offset_gaps_total",
+		Help: "Ranges of a partition moved past without their records because they are gone from Kafka (recorded in mds_offset_gaps), by topic and reason (log_start, truncated, topic_recreated); counted when their transaction commits.",
+	}, []string{"topic", "reason"})
+	m.lostRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_consumer_lost_records_total",
+		Help: "Records that were ours to write and are gone from Kafka (see mds_offset_gaps), by topic and reason; counted when their gap is recorded.",
+	}, []string{"topic", "reason"})
+	m.deadLetterConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mds_dead_letters_conflicts_total",
+		Help: "Dead letters not stored because the consumer group already holds one for the same topic, partition and offset (a recreated topic reuses offsets).",
+	})
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
 	cs := []prometheus.Collector{
-		m.deadLetters, transactions, m.rows,
+		m.deadLetters, transactions, m.rows, m.gaps, m.lostRecords, m.deadLetterConflicts,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",
