@@ -3,7 +3,7 @@ package consume
 import (
 	"context"
 	"fmt"
-	
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
