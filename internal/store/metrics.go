@@ -28,7 +28,7 @@ type metrics struct {
 	deadLetterConflicts prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) (*metrics, error) {
 	transactions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_store_transactions_total",
 		Help: "Write transactions by result: committed, fenced (another member owns a partition), rolled_back (error).",
@@ -60,6 +60,12 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 	})
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
+	}
+	for _, t := range topics {
+		for _, r := range []string{tick.GapLogStart, tick.GapTruncated, tick.GapTopicRecreated} {
+			m.gaps.WithLabelValues(t, r)
+			m.lostRecords.WithLabelValues(t, r)
+		}
 	}
 	cs := []prometheus.Collector{
 		m.deadLetters, transactions, m.rows, m.gaps, m.lostRecords, m.deadLetterConflicts,
