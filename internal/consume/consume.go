@@ -53,13 +53,14 @@ type OffsetStore interface {
 // decodes them and hands them to a Queue as Chunks. Build it with New, run it
 // with Run, stop it with Stop.
 type Consumer struct {
-	cfg     Config
-	q       Queue
-	offsets OffsetStore
-	dec     *tick.Decoder // poll goroutine only
-	opts    []kgo.Opt
-	log     *zap.Logger
-	m       *metrics
+	cfg       Config
+	q         Queue
+	offsets   OffsetStore
+	dec       *tick.Decoder // poll goroutine only
+	maxRecord int           // MDS_TICK_MAX_RECORD_BYTES
+	opts      []kgo.Opt
+	log       *zap.Logger
+	m         *metrics
 
 	// handoff is held by the poll loop around each Submit attempt and by
 	// OnPartitionsAssigned, so that a chunk built under one assignment of
@@ -120,6 +121,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		q:          q,
 		offsets:    offsets,
 		dec:        tick.NewDecoder(limits),
+		maxRecord:  limits.MaxRecordBytes,
 		opts:       opts,
 		log:        log.Named("consume"),
 		m:          m,

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -170,13 +171,26 @@ func (c *Consumer) fetchError(tp tick.TopicPartition, err error) {
 	}
 }
 
+// tooLargePrefix is how much of an oversized record's key and value a
+// too_large dead letter keeps. The whole record stays in Kafka, where the
+// dead letter says it is, to be replayed from there.
+const tooLargePrefix = 1 << 10
+
 // chunk decodes the records of one partition into a chunk starting at from.
 // Keys and values are copied into one allocation, so that a queued chunk
-// pins only its own bytes and not franz-go's fetch buffers.
+// pins only its own bytes and not franz-go's fetch buffers. A record larger
+// than MDS_TICK_MAX_RECORD_BYTES is not copied whole: its dead letter keeps
+// its size, a SHA-256 of its value, its first tooLargePrefix bytes and its
+// place in Kafka, so that memory and the dead-letter table stay bounded.
 func (c *Consumer) chunk(tp tick.TopicPartition, from int64, recs []*kgo.Record) *tick.Chunk {
+	oversized := func(r *kgo.Record) bool { return len(r.Value) > c.maxRecord || len(r.Key) > c.maxRecord }
 	size := 0
 	for _, r := range recs {
-		size += len(r.Key) + len(r.Value)
+		if oversized(r) {
+			size += min(len(r.Key), tooLargePrefix) + min(len(r.Value), tooLargePrefix)
+		} else {
+			size += len(r.Key) + len(r.Value)
+		}
 	}
 	slab := make([]byte, 0, size)
 	keep := func(b []byte) []byte {
@@ -195,7 +209,25 @@ func (c *Consumer) chunk(tp tick.TopicPartition, from int64, recs []*kgo.Record)
 		LeaderEpoch:    last.LeaderEpoch,
 		Records:        make([]tick.Record, 0, len(recs)),
 	}
+	dead := func(r *kgo.Record, d tick.DeadLetter) {
+		ch.Dead = append(ch.Dead, d)
+		c.m.decodeErrors.WithLabelValues(d.Reason).Inc()
+		if ok, skipped := c.decodeLog.allow(); ok {
+			c.log.Warn("record is not a tick; dead-lettered", zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("offset", r.Offset), zap.String("reason", d.Reason), zap.String("error", d.Err), zap.Int("suppressed", skipped))
+		}
+	}
 	for _, r := range recs {
+		if oversized(r) {
+			sum := sha256.Sum256(r.Value)
+			dead(r, tick.DeadLetter{
+				TopicPartition: tp, Offset: r.Offset, Reason: tick.ReasonTooLarge,
+				Key:   keep(r.Key[:min(len(r.Key), tooLargePrefix)]),
+				Value: keep(r.Value[:min(len(r.Value), tooLargePrefix)]),
+				Err: fmt.Sprintf("record of %d bytes (key %d) exceeds MDS_TICK_MAX_RECORD_BYTES (%d); value sha256 %x; only its first %d bytes are stored here, the whole record stays in Kafka at %s@%d",
+					len(r.Value), len(r.Key), c.maxRecord, sum, tooLargePrefix, tp, r.Offset),
+			})
+			continue
+		}
 		rec := tick.Record{Offset: r.Offset, Timestamp: r.Timestamp, Key: keep(r.Key), Value: keep(r.Value)}
 		err := c.dec.Decode(rec.Value, &rec.Tick)
 		if err == nil {
@@ -207,11 +239,7 @@ func (c *Consumer) chunk(tp tick.TopicPartition, from int64, recs []*kgo.Record)
 		if errors.As(err, &de) {
 			reason = de.Reason
 		}
-		ch.Dead = append(ch.Dead, tick.DeadLetter{TopicPartition: tp, Offset: r.Offset, Key: rec.Key, Value: rec.Value, Reason: reason, Err: err.Error()})
-		c.m.decodeErrors.WithLabelValues(reason).Inc()
-		if ok, skipped := c.decodeLog.allow(); ok {
-			c.log.Warn("record is not a tick; dead-lettered", zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("offset", r.Offset), zap.String("reason", reason), zap.Error(err), zap.Int("suppressed", skipped))
-		}
+		dead(r, tick.DeadLetter{TopicPartition: tp, Offset: r.Offset, Key: rec.Key, Value: rec.Value, Reason: reason, Err: err.Error()})
 	}
 	c.m.records.Add(float64(len(recs)))
 	return ch
