@@ -218,9 +218,9 @@ func WithDatabase(serverURL, name string) (string, error) {
 	return serverURL + " dbname=" + name, nil
 }
 
-// EnvNoTimescale, set to any non-empty value, keeps Start from preloading
-// TimescaleDB even where it is installed, to exercise the plain PostgreSQL
-// path on such a machine.
+// EnvNoTimescale names the variable that, set to any non-empty value, keeps
+// Start from preloading TimescaleDB even where it is installed, to exercise
+// the plain PostgreSQL path on such a machine.
 const EnvNoTimescale = "MDS_PG_NO_TIMESCALE"
 
 // timescaleInstalled reports whether the timescaledb library sits in the
