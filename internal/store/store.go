@@ -18,6 +18,7 @@ type Store struct {
 	pool *pgxpool.Pool
 	log  *zap.Logger
 	m    *metrics
+	bars *BarsRefresher
 	// createErr is why the last CREATE EXTENSION timescaledb failed, for
 	// Status; nil when it did not fail.
 	createErr atomic.Pointer[error]
@@ -49,6 +50,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("registering store metrics: %w", err)
 	}
 	s := &Store{cfg: cfg, pool: pool, log: log.Named("store"), m: m}
+	s.bars = newBarsRefresher(pool, cfg.Timescale, s.log, m)
 	cc := pcfg.ConnConfig
 	s.log.Info("database pool",
 		zap.String("host", cc.Host), zap.Uint16("port", cc.Port),
