@@ -69,10 +69,12 @@ func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Re
 		// and reported once, by its root cause, by Run.
 		fx.WithLogger(func() fxevent.Logger { return fxevent.NopLogger }),
 		// Kafka is checked first (brokers, TLS, SASL), before the database
-		// is opened and migrated. Start order: HTTP, coordinator, feedback,
-		// consumer. Stop runs in reverse: the consumer stops polling and
-		// drains the queue first, HTTP keeps serving /metrics to the end.
-		fx.Invoke(checkKafka, startHTTP, startCoordinator, startFeedback, startConsumer),
+		// is opened and migrated. Start order: HTTP, the bars_1m refresher,
+		// coordinator, feedback, consumer. Stop runs in reverse: the
+		// consumer stops polling and drains the queue first, HTTP keeps
+		// serving /metrics to the end. (What the drain writes after the
+		// refresher stopped is refreshed by the next start's full pass.)
+		fx.Invoke(checkKafka, startHTTP, startBars, startCoordinator, startFeedback, startConsumer),
 		fx.StopTimeout(s.Coordinator.DrainTimeout+s.Consume.RevokeTimeout+15*time.Second),
 	)
 }
@@ -169,6 +171,12 @@ func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gathe
 	// notice that they went away until its session times out.
 	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, cl) }
 	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, st, co, log.Named("http")))
+}
+
+// startBars runs the refresh of bars_1m over what the writes touch, in
+// the background: the full refresh at start does not delay the service.
+func startBars(lc fx.Lifecycle, sd fx.Shutdowner, st *store.Store, log *zap.Logger) {
+	lifecycle.Hook(lc, sd, log, "bars_refresh", st.Bars())
 }
 
 func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {

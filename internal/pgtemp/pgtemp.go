@@ -38,6 +38,9 @@ type Cluster struct {
 	URL string
 	// Port is the TCP port on 127.0.0.1.
 	Port int
+	// Timescale is true when the server preloads the timescaledb library
+	// (see Start), so CREATE EXTENSION timescaledb works in its databases.
+	Timescale bool
 
 	dir  string
 	cmd  *exec.Cmd
@@ -97,6 +100,11 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	for _, k := range keys {
 		args = append(args, "-c", k+"="+opt.Settings[k])
 	}
+	timescale := os.Getenv(EnvNoTimescale) == "" && timescaleInstalled(bindir)
+	if timescale {
+		// Telemetry off: a throwaway cluster must not call home.
+		args = append(args, "-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off")
+	}
 	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
 	if err != nil {
 		return nil, fmt.Errorf("creating server log: %w", err)
@@ -111,7 +119,7 @@ func Start(ctx context.Context, opt Options) (c *Cluster, err error) {
 	}
 	c = &Cluster{
 		URL:  fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port),
-		Port: port, dir: dir, cmd: cmd, done: make(chan struct{}), log: logf,
+		Port: port, Timescale: timescale, dir: dir, cmd: cmd, done: make(chan struct{}), log: logf,
 	}
 	go func() { _ = cmd.Wait(); close(c.done) }()
 	if err := c.waitReady(ctx); err != nil {
@@ -208,6 +216,29 @@ func WithDatabase(serverURL, name string) (string, error) {
 		return "", errors.New("empty database URL")
 	}
 	return serverURL + " dbname=" + name, nil
+}
+
+// EnvNoTimescale names the variable that, set to any non-empty value, keeps
+// Start from preloading TimescaleDB even where it is installed, to exercise
+// the plain PostgreSQL path on such a machine.
+const EnvNoTimescale = "MDS_PG_NO_TIMESCALE"
+
+// timescaleInstalled reports whether the timescaledb library sits in the
+// library directory of the server in bindir: beside bin in the Debian and
+// source layouts, or where pg_config says when it belongs to that server.
+func timescaleInstalled(bindir string) bool {
+	dirs := []string{filepath.Join(filepath.Dir(bindir), "lib"), filepath.Join(filepath.Dir(bindir), "lib", "postgresql")}
+	if out, err := exec.Command("pg_config", "--bindir", "--pkglibdir").Output(); err == nil {
+		if f := strings.Fields(string(out)); len(f) == 2 && filepath.Clean(f[0]) == filepath.Clean(bindir) {
+			dirs = append(dirs, f[1])
+		}
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "timescaledb.so")); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // BinDir finds the PostgreSQL server binaries.

@@ -56,3 +56,46 @@ func TestWithDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestTimescalePreload checks that a cluster preloads TimescaleDB exactly
+// when it is installed and MDS_PG_NO_TIMESCALE is unset: CREATE EXTENSION
+// then works; with the switch set it is refused as not preloaded.
+func TestTimescalePreload(t *testing.T) {
+	bindir, err := pgtemp.BinDir()
+	if err != nil {
+		t.Skip(err)
+	}
+	installed := pgtemp.TimescaleInstalled(bindir)
+	for _, off := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: pgtemp.EnvNoTimescale}[off], func(t *testing.T) {
+			if off {
+				t.Setenv(pgtemp.EnvNoTimescale, "1")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			c, err := pgtemp.Start(ctx, pgtemp.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			if want := installed && !off; c.Timescale != want {
+				t.Fatalf("Cluster.Timescale = %v, want %v (installed %v)", c.Timescale, want, installed)
+			}
+			if !installed {
+				t.Skip("TimescaleDB is not installed for this server: only the plain cluster is checked")
+			}
+			conn, err := pgx.Connect(ctx, c.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, "CREATE EXTENSION timescaledb")
+			if c.Timescale && err != nil {
+				t.Fatalf("CREATE EXTENSION on a preloading cluster: %v", err)
+			}
+			if !c.Timescale && err == nil {
+				t.Fatal("CREATE EXTENSION succeeded although the library is not preloaded")
+			}
+		})
+	}
+}

@@ -57,6 +57,10 @@ type TimescaleConfig struct {
 	// the server offers the extension and the database lacks it. Without the
 	// privilege the store carries on with plain tables and a warning.
 	CreateExtension bool `env:"MDS_TS_CREATE_EXTENSION" help:"create the timescaledb extension when available and permitted"`
+	// RefreshInterval is how often the service refreshes the bars_1m
+	// buckets its writes touched (backfill, late ticks) and counts new
+	// chunks.
+	RefreshInterval time.Duration `env:"MDS_TS_REFRESH_INTERVAL" help:"how often bars_1m is refreshed over the time ranges written since the last refresh, and new chunks are counted"`
 }
 
 // DefaultConfig returns the documented defaults. DatabaseURL and Group
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 			ChunkInterval:   24 * time.Hour,
 			CompressAfter:   7 * 24 * time.Hour,
 			CreateExtension: true,
+			RefreshInterval: time.Minute,
 		},
 	}
 }
@@ -100,6 +105,9 @@ func (c Config) Validate() error {
 	}
 	if ts.Retention < 0 {
 		errs = append(errs, errors.New("MDS_TS_RETENTION must be >= 0"))
+	}
+	if ts.RefreshInterval < 100*time.Millisecond {
+		errs = append(errs, errors.New("MDS_TS_REFRESH_INTERVAL must be at least 100ms"))
 	}
 	if ts.Retention > 0 && ts.Retention < barsRefreshStart {
 		errs = append(errs, errors.New("MDS_TS_RETENTION must be 0 or at least "+barsRefreshStart.String()+" (the bars_1m refresh window)"))

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/market-data-store/mds/internal/pgtemp"
 	"github.com/market-data-store/mds/internal/pgtest"
 	"github.com/market-data-store/mds/internal/tick"
 )
@@ -96,3 +99,42 @@ func chunk(topic string, part int32, from, next int64, symbol string) *tick.Chun
 }
 
 func batch(chunks ...*tick.Chunk) *tick.Batch { return &tick.Batch{Chunks: chunks} }
+
+// preloads reports whether the server at url preloads TimescaleDB.
+func preloads(t testing.TB, url string) bool {
+	t.Helper()
+	st, err := detectTimescale(testCtx(t), connect(t, url))
+	if err != nil {
+		t.Fatalf("detecting timescaledb: %v", err)
+	}
+	return st.Available && st.Preloaded
+}
+
+// timescaleDatabase returns a fresh database on a server with a preloaded
+// TimescaleDB: the one MDS_TEST_TIMESCALE_URL names, else the tests' own
+// server when it has TimescaleDB (pgtemp preloads it where installed). The
+// test is skipped, saying so, when there is none.
+func timescaleDatabase(t *testing.T) string {
+	t.Helper()
+	server := os.Getenv("MDS_TEST_TIMESCALE_URL")
+	switch {
+	case server != "" && !preloads(t, server):
+		t.Fatal("MDS_TEST_TIMESCALE_URL names a server that does not preload timescaledb (shared_preload_libraries)")
+	case server == "":
+		server = pgtest.ServerURL(t)
+		if !preloads(t, server) {
+			t.Skip("no TimescaleDB here: the test server does not preload timescaledb; install it (pgtemp then preloads it) " +
+				"or set MDS_TEST_TIMESCALE_URL to a server that preloads it")
+		}
+	}
+	ctx := testCtx(t)
+	name := fmt.Sprintf("mds_ts_test_%d_%d", os.Getpid(), counter.Add(1))
+	url, err := pgtemp.CreateDatabase(ctx, server, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pgtemp.DropDatabase(context.Background(), server, name) })
+	return url
+}
+
+var counter atomic.Int64

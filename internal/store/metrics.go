@@ -26,6 +26,11 @@ type metrics struct {
 	gaps                *prometheus.CounterVec // by topic, reason, counted on commit
 	lostRecords         *prometheus.CounterVec // by topic, reason, counted on commit
 	deadLetterConflicts prometheus.Counter
+
+	barsRefreshes      prometheus.Counter // bars_1m refresh statements by result
+	barsRefreshErrors  prometheus.Counter
+	barsRefreshSeconds prometheus.Histogram
+	chunksCreated      prometheus.Counter // chunks of ticks created, from the catalog
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) (*metrics, error) {
@@ -58,6 +63,20 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) 
 		Name: "mds_dead_letters_conflicts_total",
 		Help: "Dead letters not stored because the consumer group already holds one for the same topic, partition and offset (a recreated topic reuses offsets).",
 	})
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_store_bars_refreshes_total",
+		Help: "refresh_continuous_aggregate statements on bars_1m by result: ok, error.",
+	}, []string{"result"})
+	m.barsRefreshes, m.barsRefreshErrors = refreshes.WithLabelValues("ok"), refreshes.WithLabelValues("error")
+	m.barsRefreshSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "mds_store_bars_refresh_duration_seconds",
+		Help:    "Duration of one refresh_continuous_aggregate statement on bars_1m.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 4, 8), // 5 ms to 82 s
+	})
+	m.chunksCreated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mds_store_chunks_created_total",
+		Help: "Chunks of the ticks hypertable created since this process started (by any writer), read from the TimescaleDB catalog every MDS_TS_REFRESH_INTERVAL.",
+	})
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
@@ -69,6 +88,7 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) 
 	}
 	cs := []prometheus.Collector{
 		m.deadLetters, transactions, m.rows, m.gaps, m.lostRecords, m.deadLetterConflicts,
+		refreshes, m.barsRefreshSeconds, m.chunksCreated,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",

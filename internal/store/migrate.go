@@ -5,10 +5,11 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 	"go.uber.org/zap"
 )
 
@@ -55,23 +56,12 @@ func latestMigration() int64 {
 	return v
 }
 
-// provider returns a goose provider on the store's pool. goose's
-// PostgreSQL session locker takes pg_try_advisory_lock(migrateLockID) on
-// the one connection that then runs every migration (goose
-// Provider.initialize), retrying each second for up to ten minutes, so
-// instances starting together migrate one after the other and the later
-// ones find nothing to do. Closing the *sql.DB leaves the pool open.
+// provider returns a goose provider on the store's pool, without a locker
+// of its own: Migrate takes the migration lock before it calls goose.
+// Closing the *sql.DB leaves the pool open.
 func (s *Store) provider() (*goose.Provider, func(), error) {
-	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(migrateLockID),
-		lock.WithLockTimeout(1, 600),
-	)
-	if err != nil {
-		return nil, nil, fmt.Errorf("creating migration lock: %w", err)
-	}
 	db := stdlib.OpenDBFromPool(s.pool)
 	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations,
-		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 	)
 	if err != nil {
@@ -81,12 +71,44 @@ func (s *Store) provider() (*goose.Provider, func(), error) {
 	return p, func() { db.Close() }, nil
 }
 
+// lockSchema opens a connection of its own (beside the pool, so that a
+// pool of one connection cannot deadlock) and takes the migration lock on
+// it, waiting for as long as ctx allows. Every instance takes it before
+// anything reads or creates goose_db_version, so instances starting
+// together migrate one after the other and the later ones find nothing to
+// do. Closing the connection releases the lock.
+func (s *Store) lockSchema(ctx context.Context) (*pgx.Conn, error) {
+	c, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("connecting for the migration lock: %w", err)
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
+		closeConn(c)
+		return nil, fmt.Errorf("taking the migration lock: %w", err)
+	}
+	return c, nil
+}
+
+// closeConn closes c, which ends its session and so releases its locks,
+// even when ctx is done.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
 // Migrate brings the database to the schema of this binary: the embedded
 // goose migrations, then the TimescaleDB settings (see reconcileTimescale).
-// It is idempotent and safe to run from several instances at once; a
-// re-run changes nothing. Without TimescaleDB it logs a warning naming what
-// is missing and succeeds.
+// It holds the migration lock from before its first look at the schema to
+// the end. It is idempotent and safe to run from several instances at
+// once; a re-run changes nothing. Without TimescaleDB it logs a warning
+// naming what is missing and succeeds.
 func (s *Store) Migrate(ctx context.Context) error {
+	lock, err := s.lockSchema(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(lock)
 	p, done, err := s.provider()
 	if err != nil {
 		return err
@@ -105,7 +127,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
 	s.log.Info("schema ready", zap.Int64("version", version), zap.Int("applied", len(results)))
-	return s.reconcileTimescale(ctx)
+	return s.reconcileTimescale(ctx, lock)
 }
 
 // PlanMigrations lists what Migrate would do, without changing the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	log  *zap.Logger
 	m    *metrics
+	bars *BarsRefresher
+	// createErr is why the last CREATE EXTENSION timescaledb failed, for
+	// Status; nil when it did not fail.
+	createErr atomic.Pointer[error]
 }
 
 // Open creates the connection pool and registers the metrics on reg (which
@@ -45,6 +50,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		return nil, fmt.Errorf("registering store metrics: %w", err)
 	}
 	s := &Store{cfg: cfg, pool: pool, log: log.Named("store"), m: m}
+	s.bars = newBarsRefresher(pool, cfg.Timescale, s.log, m)
 	cc := pcfg.ConnConfig
 	s.log.Info("database pool",
 		zap.String("host", cc.Host), zap.Uint16("port", cc.Port),
@@ -106,7 +112,10 @@ func (s *Store) Status(ctx context.Context) Status {
 		st.Error = fmt.Sprintf("detecting timescaledb: %v", err)
 		return st
 	}
-	st.Timescale = ts.Hypertable
+	if e := s.createErr.Load(); e != nil && ts.Version == "" {
+		ts.CreateErr = *e
+	}
+	st.Timescale = ts.Hypertable && ts.usable()
 	st.TimescaleVersion = ts.Version
 	st.Warning = ts.warning()
 	if st.SchemaVersion < st.SchemaLatest {

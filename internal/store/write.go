@@ -65,6 +65,7 @@ func (s *Store) Write(ctx context.Context, b *tick.Batch) error {
 		return res.fenced
 	}
 	s.m.committed.Inc()
+	s.bars.touched(tickTimes(b))
 	s.m.rows.Add(float64(res.rows))
 	for reason, n := range res.dead {
 		s.m.deadLetters.WithLabelValues(reason).Add(float64(n))

@@ -1,0 +1,3 @@
+package pgtemp
+
+var TimescaleInstalled = timescaleInstalled

@@ -1,0 +1,286 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+// bucket is the bucket width of bars_1m.
+const bucket = time.Minute
+
+// maxSpans bounds the time ranges a BarsRefresher keeps between two
+// refreshes. Beyond it the two closest ranges merge (refreshing the gap
+// between them too), so memory stays bounded whatever the writes touch.
+const maxSpans = 64
+
+// span is a time range [From, To) aligned on bucket boundaries.
+type span struct{ From, To time.Time }
+
+// BarsRefresher keeps the continuous aggregate bars_1m covering every tick
+// in ticks, backfill and late ticks included; TimescaleDB's own refresh
+// policy only covers the last hour. Run first refreshes the whole of ticks
+// (one chunk interval per statement, oldest first, in the background of a
+// started service), then, every MDS_TS_REFRESH_INTERVAL, the buckets that
+// committed writes touched since the last round. Buckets newer than the
+// policy's end offset (one minute) are left to real-time aggregation and
+// refreshed once they are older. A failed refresh keeps its range for the
+// next round. Run also counts the chunks of ticks created since it started
+// (mds_store_chunks_created_total). On a database without bars_1m (no
+// TimescaleDB) it only waits, checking again every round.
+type BarsRefresher struct {
+	pool  *pgxpool.Pool
+	log   *zap.Logger
+	m     *metrics
+	every time.Duration
+	slice time.Duration
+
+	mu      sync.Mutex
+	pending []span
+}
+
+func newBarsRefresher(pool *pgxpool.Pool, cfg TimescaleConfig, log *zap.Logger, m *metrics) *BarsRefresher {
+	return &BarsRefresher{pool: pool, log: log.Named("bars"), m: m, every: cfg.RefreshInterval, slice: cfg.ChunkInterval.Truncate(bucket)}
+}
+
+// Bars returns the refresher of bars_1m, whose Run the service starts.
+func (s *Store) Bars() *BarsRefresher { return s.bars }
+
+// tickTimes returns the earliest and latest tick time of b (zero times for
+// a batch without rows).
+func tickTimes(b *tick.Batch) (lo, hi time.Time) {
+	for _, c := range b.Chunks {
+		for i := range c.Records {
+			ts := c.Records[i].Tick.TS
+			if lo.IsZero() || ts.Before(lo) {
+				lo = ts
+			}
+			if ts.After(hi) {
+				hi = ts
+			}
+		}
+	}
+	return lo, hi
+}
+
+// touched records that a committed write stored ticks in [lo, hi].
+func (r *BarsRefresher) touched(lo, hi time.Time) {
+	if lo.IsZero() {
+		return
+	}
+	s := span{From: lo.Truncate(bucket), To: hi.Truncate(bucket).Add(bucket)}
+	r.mu.Lock()
+	r.pending = addSpan(r.pending, s, maxSpans)
+	r.mu.Unlock()
+}
+
+// addSpan inserts s into the sorted, disjoint spans, merging what overlaps
+// or touches it, then merges the two closest neighbours while there are
+// more than limit.
+func addSpan(spans []span, s span, limit int) []span {
+	i := sort.Search(len(spans), func(i int) bool { return !spans[i].To.Before(s.From) })
+	j := i
+	for j < len(spans) && !spans[j].From.After(s.To) {
+		if spans[j].From.Before(s.From) {
+			s.From = spans[j].From
+		}
+		if spans[j].To.After(s.To) {
+			s.To = spans[j].To
+		}
+		j++
+	}
+	spans = append(spans[:i], append([]span{s}, spans[j:]...)...)
+	for len(spans) > limit {
+		k := 0
+		for n := 1; n+1 < len(spans); n++ {
+			if spans[n+1].From.Sub(spans[n].To) < spans[k+1].From.Sub(spans[k].To) {
+				k = n
+			}
+		}
+		spans[k].To = spans[k+1].To
+		spans = append(spans[:k+1], spans[k+2:]...)
+	}
+	return spans
+}
+
+// take removes and returns the pending spans.
+func (r *BarsRefresher) take() []span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pending
+	r.pending = nil
+	return p
+}
+
+// putBack returns spans that were not refreshed to the pending set.
+func (r *BarsRefresher) putBack(spans []span) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range spans {
+		r.pending = addSpan(r.pending, s, maxSpans)
+	}
+}
+
+// Run refreshes bars_1m until ctx is done; it returns nil then. Errors of
+// one round are logged (at most once per round) and retried the next.
+func (r *BarsRefresher) Run(ctx context.Context) error {
+	t := time.NewTicker(r.every)
+	defer t.Stop()
+	var (
+		found      bool      // bars_1m exists (TimescaleDB is in use)
+		full       bool      // the refresh over all of ticks is done
+		chunkSince time.Time // chunks created after this are counted
+		err        error
+	)
+	for {
+		if !found {
+			if found, err = r.barsExist(ctx); err != nil {
+				r.warn(ctx, "checking for bars_1m", err)
+			} else if !found {
+				r.take() // nothing to refresh: keep no ranges
+			}
+		}
+		if found {
+			if chunkSince, err = r.countChunks(ctx, chunkSince); err != nil {
+				r.warn(ctx, "counting chunks", err)
+			}
+			if !full {
+				if err := r.refreshAll(ctx); err != nil {
+					r.warn(ctx, "refreshing all of bars_1m", err)
+				} else {
+					full = true
+				}
+			} else if err := r.refreshTouched(ctx); err != nil {
+				r.warn(ctx, "refreshing the bars_1m buckets writes touched", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (r *BarsRefresher) warn(ctx context.Context, what string, err error) {
+	if ctx.Err() == nil {
+		r.log.Warn(what+" failed; retrying next round", zap.Duration("interval", r.every), zap.Error(err))
+	}
+}
+
+func (r *BarsRefresher) barsExist(ctx context.Context) (bool, error) {
+	var ok bool
+	err := r.pool.QueryRow(ctx, `SELECT to_regclass('bars_1m') IS NOT NULL
+		AND EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.bgw_launcher_poll_time')`).Scan(&ok)
+	return ok, err
+}
+
+// limit is the end of what may be materialized: buckets before the
+// refresh policy's end offset.
+func limit(now time.Time) time.Time { return now.Add(-barsRefreshEnd).Truncate(bucket) }
+
+// refreshAll refreshes bars_1m over all of ticks, one slice (the chunk
+// interval) per statement, so that one statement stays bounded and a
+// stop interrupts it between slices. Slices already up to date cost
+// little: TimescaleDB refreshes only what its invalidation log names.
+func (r *BarsRefresher) refreshAll(ctx context.Context) error {
+	var lo, hi *time.Time
+	if err := r.pool.QueryRow(ctx, `SELECT min(ts), max(ts) FROM ticks`).Scan(&lo, &hi); err != nil {
+		return fmt.Errorf("reading the time range of ticks: %w", err)
+	}
+	if lo == nil {
+		return nil
+	}
+	start := time.Now()
+	end := hi.Truncate(bucket).Add(bucket)
+	if lim := limit(time.Now()); end.After(lim) {
+		end = lim
+	}
+	n := 0
+	for from := lo.Truncate(r.slice); from.Before(end); from = from.Add(r.slice) {
+		to := from.Add(r.slice)
+		if to.After(end) {
+			to = end
+		}
+		if err := r.refresh(ctx, span{From: from, To: to}); err != nil {
+			return err
+		}
+		n++
+	}
+	r.log.Info("bars_1m refreshed over all of ticks", zap.Time("from", *lo), zap.Time("to", end),
+		zap.Int("statements", n), zap.Duration("duration", time.Since(start)))
+	return nil
+}
+
+// refreshTouched refreshes the spans writes touched, up to limit; the rest
+// and whatever fails wait for the next round.
+func (r *BarsRefresher) refreshTouched(ctx context.Context) error {
+	spans := r.take()
+	lim := limit(time.Now())
+	var later []span
+	for i, s := range spans {
+		if !s.From.Before(lim) {
+			later = append(later, s)
+			continue
+		}
+		if s.To.After(lim) {
+			later = append(later, span{From: lim, To: s.To})
+			s.To = lim
+		}
+		if err := r.refresh(ctx, s); err != nil {
+			r.putBack(append(append(later, s), spans[i+1:]...))
+			return err
+		}
+	}
+	r.putBack(later)
+	return nil
+}
+
+// refresh runs refresh_continuous_aggregate over s. It cannot run inside a
+// transaction: it is sent alone, on a pool connection.
+func (r *BarsRefresher) refresh(ctx context.Context, s span) error {
+	start := time.Now()
+	_, err := r.pool.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`, s.From, s.To)
+	r.m.barsRefreshSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.m.barsRefreshErrors.Inc()
+		return fmt.Errorf("refreshing bars_1m over [%s, %s): %w", s.From.Format(time.RFC3339), s.To.Format(time.RFC3339), err)
+	}
+	r.m.barsRefreshes.Inc()
+	return nil
+}
+
+// countChunks adds the chunks of ticks created after since to
+// mds_store_chunks_created_total and returns the creation time of the
+// newest. A zero since starts the count at the database's present.
+func (r *BarsRefresher) countChunks(ctx context.Context, since time.Time) (time.Time, error) {
+	if since.IsZero() {
+		if err := r.pool.QueryRow(ctx, `SELECT now()`).Scan(&since); err != nil {
+			return since, err
+		}
+	}
+	var (
+		n      int64
+		newest *time.Time
+	)
+	err := r.pool.QueryRow(ctx, `SELECT count(*), max(chunk_creation_time)
+		FROM timescaledb_information.chunks
+		WHERE hypertable_schema = current_schema() AND hypertable_name = 'ticks' AND chunk_creation_time > $1`, since).Scan(&n, &newest)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && newest == nil {
+		return since, nil
+	}
+	if err != nil {
+		return since, err
+	}
+	r.m.chunksCreated.Add(float64(n))
+	return *newest, nil
+}

@@ -1,0 +1,160 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/market-data-store/mds/internal/tick"
+)
+
+func TestAddSpan(t *testing.T) {
+	m := func(i int) time.Time { return time.Date(2026, 1, 1, 0, i, 0, 0, time.UTC) }
+	sp := func(a, b int) span { return span{m(a), m(b)} }
+	cases := []struct {
+		name  string
+		have  []span
+		add   span
+		limit int
+		want  []span
+	}{
+		{"first", nil, sp(1, 2), 4, []span{sp(1, 2)}},
+		{"before", []span{sp(5, 6)}, sp(1, 2), 4, []span{sp(1, 2), sp(5, 6)}},
+		{"after", []span{sp(1, 2)}, sp(5, 6), 4, []span{sp(1, 2), sp(5, 6)}},
+		{"adjacent merge", []span{sp(1, 2), sp(3, 4)}, sp(2, 3), 4, []span{sp(1, 4)}},
+		{"inside", []span{sp(1, 10)}, sp(3, 4), 4, []span{sp(1, 10)}},
+		{"covers several", []span{sp(1, 2), sp(4, 5), sp(7, 8), sp(20, 21)}, sp(0, 9), 4, []span{sp(0, 9), sp(20, 21)}},
+		{"overlaps the end of one", []span{sp(1, 5), sp(10, 12)}, sp(4, 7), 4, []span{sp(1, 7), sp(10, 12)}},
+		{"bounded: closest pair merges", []span{sp(0, 1), sp(10, 11), sp(13, 14)}, sp(30, 31), 3, []span{sp(0, 1), sp(10, 14), sp(30, 31)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := addSpan(append([]span(nil), c.have...), c.add, c.limit)
+			if fmt.Sprint(got) != fmt.Sprint(c.want) {
+				t.Fatalf("addSpan(%v, %v) =\n%v\nwant\n%v", c.have, c.add, got, c.want)
+			}
+		})
+	}
+}
+
+// at makes a chunk of partition 0 covering [from, from+len(times)) with
+// one tick of symbol per time, of size 1.
+func at(from int64, symbol string, times ...time.Time) *tick.Chunk {
+	c := chunk("ticks", 0, from, max(from, 0)+int64(len(times)), symbol)
+	for i := range c.Records {
+		c.Records[i].Tick.TS = times[i]
+		c.Records[i].Tick.Size, c.Records[i].Tick.Has = 1, tick.HasSize
+	}
+	return c
+}
+
+// TestBarsCoverHistoryAndLateTicks reproduces what the issue saw on
+// TimescaleDB: ticks adopted from before the refresh policy's window, and a
+// tick two hours late, are in bars_1m once the refresher ran, where the
+// policy alone leaves them out for good.
+func TestBarsCoverHistoryAndLateTicks(t *testing.T) {
+	url := timescaleDatabase(t)
+	cfg := testConfig(url)
+	cfg.Timescale.RefreshInterval = 100 * time.Millisecond
+	s, _ := openStore(t, cfg)
+	ctx := testCtx(t)
+	db := connect(t, url)
+
+	now := time.Now().UTC()
+	const history = 300
+	start := now.Add(-72 * time.Hour).Truncate(time.Minute)
+	times := make([]time.Time, history)
+	for i := range times {
+		times[i] = start.Add(time.Duration(i)*time.Minute + time.Second)
+	}
+	if err := s.Write(ctx, batch(at(-1, "H", times...))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batch(at(history, "H", now.Add(-10*time.Minute)))); err != nil {
+		t.Fatal(err)
+	}
+	// What the refresh policy does every minute: the last hour. The
+	// history is then below the watermark and not materialized.
+	if _, err := db.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`,
+		now.Add(-time.Hour), limit(now)); err != nil {
+		t.Fatal(err)
+	}
+	old := func() string {
+		var n, trades int64
+		if err := db.QueryRow(ctx, `SELECT count(*), coalesce(sum(trades), 0) FROM bars_1m WHERE symbol = 'H' AND bucket < $1`,
+			now.Add(-24*time.Hour)).Scan(&n, &trades); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("%d bars, %d trades", n, trades)
+	}
+	if got := old(); got != "0 bars, 0 trades" {
+		t.Fatalf("before the refresher, the history is in bars_1m (%s): the test shows nothing", got)
+	}
+
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Bars().Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, fmt.Sprintf("%d bars, %d trades", history, history), old)
+
+	// Late ticks: one in a history bucket that is already materialized, one
+	// two hours old in a bucket of its own.
+	late := now.Add(-2 * time.Hour)
+	if err := s.Write(ctx, batch(at(history+1, "H", times[100].Add(time.Second), late))); err != nil {
+		t.Fatal(err)
+	}
+	trades := func(ts time.Time) func() string {
+		return func() string {
+			return fmt.Sprint(queryInt(t, db, `SELECT coalesce(sum(trades), 0) FROM bars_1m WHERE symbol = 'H' AND bucket = $1`, ts.Truncate(time.Minute)))
+		}
+	}
+	waitFor(t, "2", trades(times[100]))
+	waitFor(t, "1", trades(late))
+	if n := testutil.ToFloat64(s.m.barsRefreshes); n < 2 {
+		t.Fatalf("mds_store_bars_refreshes_total{result=ok} = %v", n)
+	}
+}
+
+// waitFor polls get until it returns want, failing after a deadline.
+func waitFor(t *testing.T, want string, get func() string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		if got = get(); got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("after 30 s: %s, want %s", got, want)
+}
+
+// TestChunksCreatedCounted writes ticks on five distinct days of the past
+// (backfill) and checks that the chunk counter sees five new chunks.
+func TestChunksCreatedCounted(t *testing.T) {
+	url := timescaleDatabase(t)
+	s, _ := openStore(t, testConfig(url))
+	ctx := testCtx(t)
+	since, err := s.bars.countChunks(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2020, 3, 1, 12, 0, 0, 0, time.UTC)
+	if err := s.Write(ctx, batch(at(-1, "C", day, day.Add(24*time.Hour), day.Add(48*time.Hour), day.Add(72*time.Hour), day.Add(96*time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.bars.countChunks(ctx, since); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(s.m.chunksCreated); n != 5 {
+		t.Fatalf("mds_store_chunks_created_total = %v after ticks on 5 new days, want 5", n)
+	}
+}
