@@ -21,7 +21,9 @@ type metrics struct {
 	committed   prometheus.Counter     // transactions by result
 	fenced      prometheus.Counter
 	rolledBack  prometheus.Counter
-	rows        prometheus.Counter // tick rows committed
+	rows        prometheus.Counter            // tick rows committed
+	writeErrors map[string]prometheus.Counter // rolled back writes, by cause
+	bisections  prometheus.Counter            // batches redone with bisection
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error) {
@@ -42,11 +44,23 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 			Help: "Tick rows committed to table ticks.",
 		}),
 	}
+	writeErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_store_write_errors_total",
+		Help: "Rolled back writes by cause: timeout, connection, conflict, server (temporary), permanent.",
+	}, []string{"cause"})
+	m.writeErrors = make(map[string]prometheus.Counter, len(writeCauses))
+	for _, c := range writeCauses {
+		m.writeErrors[c] = writeErrors.WithLabelValues(c)
+	}
+	m.bisections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mds_store_bisections_total",
+		Help: "Batches whose COPY the database refused, redone in a transaction that bisects them to find the refused rows.",
+	})
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
 	cs := []prometheus.Collector{
-		m.deadLetters, transactions, m.rows,
+		m.deadLetters, transactions, m.rows, writeErrors, m.bisections,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",

@@ -13,10 +13,11 @@ import (
 // Store owns the database: the connection pool, the schema, and every SQL
 // statement of the service. Its methods are safe for concurrent use.
 type Store struct {
-	cfg  Config
-	pool *pgxpool.Pool
-	log  *zap.Logger
-	m    *metrics
+	cfg      Config
+	beginSQL string // Config.beginSQL
+	pool     *pgxpool.Pool
+	log      *zap.Logger
+	m        *metrics
 }
 
 // Open creates the connection pool and registers the metrics on reg (which
@@ -44,7 +45,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		pool.Close()
 		return nil, fmt.Errorf("registering store metrics: %w", err)
 	}
-	s := &Store{cfg: cfg, pool: pool, log: log.Named("store"), m: m}
+	s := &Store{cfg: cfg, beginSQL: cfg.beginSQL(), pool: pool, log: log.Named("store"), m: m}
 	cc := pcfg.ConnConfig
 	s.log.Info("database pool",
 		zap.String("host", cc.Host), zap.Uint16("port", cc.Port),
