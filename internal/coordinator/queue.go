@@ -121,7 +121,7 @@ type queue struct {
 	closed    bool    // Drain started: no intake, flush at once
 	level     backpressure.Level
 	reason    string
-	blocked   int    // producers waiting for space
+	blocked   int // producers waiting for space
 	stalls    map[*batch]stall
 	space     signal // room freed, lane gone, or closed
 	work      signal // a batch may be due
