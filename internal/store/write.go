@@ -102,8 +102,14 @@ func (s *Store) attempt(ctx context.Context, b *tick.Batch, ranges []tick.Range,
 	begin := s.beginSQL
 	if bisect {
 		// A deferred constraint fails at COMMIT, where no savepoint can
-		// tell the row; checked at each COPY it fails the row's COPY.
-		begin += "; SET CONSTRAINTS ALL IMMEDIATE"
+		// tell the row; checked at each COPY it fails the row's COPY. And
+		// the lock COPY takes is taken for the whole transaction: a lock
+		// taken in a savepoint goes with its rollback, which would let DDL
+		// (dropping the trigger that refused the first rows) change the
+		// table halfway through the bisection and dead-letter rows that a
+		// fresh attempt would write. The lock conflicts with DDL only, not
+		// with other writers.
+		begin += "; SET CONSTRAINTS ALL IMMEDIATE; LOCK TABLE ticks IN ROW EXCLUSIVE MODE"
 	}
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin})
 	if err != nil {
