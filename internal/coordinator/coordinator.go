@@ -20,7 +20,7 @@ import (
 // member; an error with a Temporary() bool method returning true is worth
 // retrying soon; any other error means the batch cannot be written as it
 // is, and stalls writing until it is (see Coordinator.Stalled). An error
-// with a SQLState() string method names its cause in mds_worker_stalled.
+// with a SQLState() string method names its cause in mds_worker_stall_cause.
 type Sink interface {
 	Write(ctx context.Context, b *tick.Batch) error
 }

@@ -64,8 +64,8 @@
 // means the batch cannot be written as it is (the store returns such
 // errors when a table or privilege is missing or every row of a batch is
 // refused): writing stalls. The level becomes HARD, Stalled and
-// mds_worker_stalled{cause} name the cause (the error's SQLSTATE, "panic"
-// or "error"), no other batch is taken, and the stalled batch is retried on
+// mds_worker_stall_cause{cause} name the cause (the error's SQLSTATE,
+// "panic" or "error"; mds_worker_stalled counts the stalled batches), no other batch is taken, and the stalled batch is retried on
 // the same schedule; when it commits (the cause was fixed) the stall ends,
 // the level follows the queue again and writing resumes. Nothing is
 // dropped. A failure is logged at debug level until MaxAttempts attempts of
@@ -103,8 +103,8 @@
 // mds_coord_workers_alive, mds_coord_circuit_state (the original's breaker
 // state, kept for its meaning: 1 "open" while some batch has failed
 // MDS_CB_FAILURE_THRESHOLD consecutive attempts, 0 "closed" otherwise; it
-// never blocks a write), mds_worker_stalled{cause} (stalled batches by
-// cause), mds_coord_dropped_ticks_total (revoked or fenced, to be re-read),
+// never blocks a write), mds_worker_stalled (stalled batches),
+// mds_worker_stall_cause{cause} (the same by cause; no series while none), mds_coord_dropped_ticks_total (revoked or fenced, to be re-read),
 // mds_worker_batches_written_total, mds_worker_rows_written_total,
 // mds_worker_write_errors_total{class} (temporary, permanent, fenced,
 // panic; one per failed attempt; the store counts the causes of its own in

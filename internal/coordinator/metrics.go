@@ -23,7 +23,8 @@ type metrics struct {
 	capacity      prometheus.Gauge
 	bytes         prometheus.Gauge
 	capacityBytes prometheus.Gauge
-	stalled       *prometheus.GaugeVec // by cause
+	stalled       prometheus.Gauge
+	stallCause    *prometheus.GaugeVec // stalled batches by cause
 	level         prometheus.Gauge
 	workersAlive  prometheus.Gauge
 	circuit       prometheus.Gauge
@@ -58,9 +59,11 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 		capacity:      gauge("mds_coord_queue_capacity", "Queue capacity in ticks."),
 		bytes:         gauge("mds_coord_queue_bytes", "Bytes of the chunks queued and not yet taken by a worker (tick.Chunk.Bytes)."),
 		capacityBytes: gauge("mds_coord_queue_capacity_bytes", "Queue capacity in bytes."),
-		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "mds_worker_stalled",
-			Help: "Batches that cannot be written as they are (an error that is not temporary), by cause: SQLSTATE, panic or error. While any is, no other batch is written and the level is HARD.",
+		stalled: gauge("mds_worker_stalled",
+			"Batches that cannot be written as they are (an error that is not temporary); while > 0 no other batch is written and the level is HARD."),
+		stallCause: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mds_worker_stall_cause",
+			Help: "Stalled batches by cause: the SQLSTATE of the error, panic, or error (none: no series).",
 		}, []string{"cause"}),
 		level:        gauge("mds_coord_level", "Backpressure level: 0 ok, 1 soft, 2 hard."),
 		workersAlive: gauge("mds_coord_workers_alive", "Running write workers."),
@@ -89,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 		m.events[l] = events.WithLabelValues(id, l.String())
 	}
 	for _, c := range []prometheus.Collector{
-		m.submitted, m.depth, m.capacity, m.bytes, m.capacityBytes, m.stalled, m.level, m.workersAlive, m.circuit, m.dropped,
+		m.submitted, m.depth, m.capacity, m.bytes, m.capacityBytes, m.stalled, m.stallCause, m.level, m.workersAlive, m.circuit, m.dropped,
 		m.batches, m.rows, errs, m.retries, m.writeLatency, m.ingestLatency, events,
 	} {
 		if err := reg.Register(c); err != nil {

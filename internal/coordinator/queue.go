@@ -74,7 +74,7 @@ type batch struct {
 // stall is why a batch cannot be written as it is: an error that is not
 // temporary (or a panic), kept until the batch commits or goes.
 type stall struct {
-	cause string // SQLSTATE, "panic" or "error": the label of mds_worker_stalled
+	cause string // SQLSTATE, "panic" or "error": the label of mds_worker_stall_cause
 	err   error
 	since time.Time
 }
@@ -82,7 +82,7 @@ type stall struct {
 // Stall describes a stalled write, for /readyz.
 type Stall struct {
 	// Cause is the SQLSTATE of the error (the label of
-	// mds_worker_stalled), "panic" for a panic in the sink, or "error"
+	// mds_worker_stall_cause), "panic" for a panic in the sink, or "error"
 	// for an error without a SQLSTATE.
 	Cause string `json:"cause"`
 	// Error is the error of the last attempt.
@@ -388,9 +388,10 @@ func (q *queue) clearStall(b *batch) {
 }
 
 func (q *queue) stallsChangedLocked() {
-	q.m.stalled.Reset()
+	q.m.stalled.Set(float64(len(q.stalls)))
+	q.m.stallCause.Reset()
 	for _, st := range q.stalls {
-		q.m.stalled.WithLabelValues(st.cause).Inc()
+		q.m.stallCause.WithLabelValues(st.cause).Inc()
 	}
 	q.levelLocked()
 }

@@ -115,7 +115,7 @@ func (refusal) Temporary() bool  { return false }
 func (refusal) SQLState() string { return "P0001" }
 
 // An error that is not temporary (or a panic) stalls writing: the level is
-// HARD, Stalled and mds_worker_stalled name the cause, no other batch is
+// HARD, Stalled and mds_worker_stall_cause name the cause, no other batch is
 // written; the batch is retried on the retry schedule and, once it
 // commits, writing resumes and the level follows the queue again.
 func TestStallUntilTheCauseIsFixed(t *testing.T) {
@@ -155,8 +155,11 @@ func TestStallUntilTheCauseIsFixed(t *testing.T) {
 			if !ok || st.Cause != tc.cause || st.Batches != 1 || st.Error == "" {
 				t.Fatalf("Stalled() = %+v, %v; want cause %s", st, ok, tc.cause)
 			}
-			if got := value(t, c.m.stalled.WithLabelValues(tc.cause)); got != 1 {
-				t.Errorf("mds_worker_stalled{cause=%q} = %v, want 1", tc.cause, got)
+			if got := value(t, c.m.stallCause.WithLabelValues(tc.cause)); got != 1 {
+				t.Errorf("mds_worker_stall_cause{cause=%q} = %v, want 1", tc.cause, got)
+			}
+			if got := value(t, c.m.stalled); got != 1 {
+				t.Errorf("mds_worker_stalled = %v, want 1", got)
 			}
 			// Another partition's batch is not taken while stalled.
 			if err := c.Submit(ctx, chunk(p1, 0, 20)); err != nil {
@@ -181,8 +184,8 @@ func TestStallUntilTheCauseIsFixed(t *testing.T) {
 			if _, ok := c.Stalled(); ok {
 				t.Error("still stalled after the commit")
 			}
-			if got := value(t, c.m.stalled.WithLabelValues(tc.cause)); got != 0 {
-				t.Errorf("mds_worker_stalled{cause=%q} = %v after the commit, want 0", tc.cause, got)
+			if got := value(t, c.m.stalled); got != 0 {
+				t.Errorf("mds_worker_stalled = %v after the commit, want 0", got)
 			}
 			if value(t, c.m.writeErrors[tc.class]) < 2 {
 				t.Errorf("%s errors = %v, want one per failed attempt", tc.class, value(t, c.m.writeErrors[tc.class]))

@@ -91,7 +91,7 @@ func TestWritingResumesWithinOneWaitOfTheDatabase(t *testing.T) {
 }
 
 // A trigger refusing every row: writing stalls (HARD, Stalled names
-// P0001, mds_worker_stalled{cause="P0001"}), nothing is lost or
+// P0001, mds_worker_stall_cause{cause="P0001"}), nothing is lost or
 // dead-lettered; when the trigger is dropped writing resumes by itself.
 func TestTriggerRefusingEveryRowStallsUntilDropped(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
@@ -113,8 +113,8 @@ CREATE TRIGGER refuse BEFORE INSERT ON ticks FOR EACH ROW EXECUTE FUNCTION refus
 	if ev := r.co.Current(); ev.Level != backpressure.Hard {
 		t.Errorf("level %s while stalled with %d ticks queued, want hard", ev.Level, ev.QueueSize)
 	}
-	if got := r.metric(t, "mds_worker_stalled", map[string]string{"cause": "P0001"}); got < 1 {
-		t.Errorf("mds_worker_stalled{cause=P0001} = %v, want >= 1", got)
+	if got := r.metric(t, "mds_worker_stall_cause", map[string]string{"cause": "P0001"}); got < 1 {
+		t.Errorf("mds_worker_stall_cause{cause=P0001} = %v, want >= 1", got)
 	}
 	// Probes go on while stalled.
 	before := r.metric(t, "mds_worker_write_errors_total", map[string]string{"class": "permanent"})
