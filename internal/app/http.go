@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/coordinator"
 	"github.com/market-data-store/mds/internal/store"
 )
 
@@ -26,7 +28,11 @@ type (
 		Ping(ctx context.Context) error
 		Status(ctx context.Context) store.Status
 	}
-	levelSource interface{ Current() backpressure.Event }
+	// writer is the coordinator: its level, and whether writing stalled.
+	writer interface {
+		Current() backpressure.Event
+		Stalled() (coordinator.Stall, bool)
+	}
 )
 
 // readyReport is the /readyz body.
@@ -36,6 +42,8 @@ type readyReport struct {
 	Database store.Status      `json:"database"`
 	Level    string            `json:"level"`
 	Queue    int               `json:"queue_size"`
+	// Stall is why writing stalled, when it did (see Coordinator.Stalled).
+	Stall *coordinator.Stall `json:"stall,omitempty"`
 }
 
 // healthServer serves /metrics, /healthz and /readyz.
@@ -46,7 +54,7 @@ type healthServer struct {
 	listen func(network, addr string) (net.Listener, error)
 }
 
-func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, kafka brokers, db database, lv levelSource, log *zap.Logger) *healthServer {
+func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, kafka brokers, db database, lv writer, log *zap.Logger) *healthServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -73,6 +81,12 @@ func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member gr
 			rep.Checks["database"] = "ok"
 		}
 		rep.Database = db.Status(ctx)
+		if st, ok := lv.Stalled(); ok {
+			rep.Ready, rep.Checks["writer"] = false, fmt.Sprintf("stalled (cause %s): %s", st.Cause, st.Error)
+			rep.Stall = &st
+		} else {
+			rep.Checks["writer"] = "ok"
+		}
 		ev := lv.Current()
 		rep.Level, rep.Queue = ev.Level.String(), ev.QueueSize
 		w.Header().Set("Content-Type", "application/json")

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/coordinator"
 	"github.com/market-data-store/mds/internal/store"
 )
 
@@ -27,10 +28,17 @@ func (d fakeDB) Status(context.Context) store.Status {
 	return store.Status{SchemaVersion: 1, SchemaLatest: 1, Warning: "no timescaledb"}
 }
 
-type fakeLevel struct{}
+type fakeLevel struct{ stall *coordinator.Stall }
 
 func (fakeLevel) Current() backpressure.Event {
 	return backpressure.Event{Level: backpressure.Soft, QueueSize: 6000}
+}
+
+func (f fakeLevel) Stalled() (coordinator.Stall, bool) {
+	if f.stall == nil {
+		return coordinator.Stall{}, false
+	}
+	return *f.stall, true
 }
 
 func TestReadyz(t *testing.T) {
@@ -41,16 +49,19 @@ func TestReadyz(t *testing.T) {
 		member fakeMember
 		kafka  brokers
 		db     error
+		stall  *coordinator.Stall
 		code   int
 		check  string
 	}{
-		{"all well", true, up, nil, 200, `"kafka":"ok"`},
-		{"not joined yet", false, up, nil, 503, "not yet a group member"},
-		{"brokers gone", true, down, nil, 503, "connection refused"},
-		{"database down", true, up, errors.New("connection refused"), 503, `"database":"unreachable`},
+		{"all well", true, up, nil, nil, 200, `"writer":"ok"`},
+		{"not joined yet", false, up, nil, nil, 503, "not yet a group member"},
+		{"brokers gone", true, down, nil, nil, 503, "connection refused"},
+		{"database down", true, up, errors.New("connection refused"), nil, 503, `"database":"unreachable`},
+		{"writing stalled", true, up, nil, &coordinator.Stall{Cause: "42501", Error: "permission denied for table ticks", Batches: 1}, 503,
+			`"writer":"stalled (cause 42501): permission denied for table ticks"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, fakeDB{tc.db}, fakeLevel{}, zap.NewNop())
+			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, fakeDB{tc.db}, fakeLevel{tc.stall}, zap.NewNop())
 			rec := httptest.NewRecorder()
 			h.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			body := rec.Body.String()

@@ -36,7 +36,7 @@ var (
 	_ coordinator.Subscriber = (*feedback.Webhook)(nil)
 	_ groupMember            = (*consume.Consumer)(nil)
 	_ database               = (*store.Store)(nil)
-	_ levelSource            = (*coordinator.Coordinator)(nil)
+	_ writer                 = (*coordinator.Coordinator)(nil)
 )
 
 // kafkaOpts are the client options every Kafka client of the process shares

@@ -3,27 +3,17 @@ package coordinator
 import (
 	"context"
 	"time"
+
+	"github.com/market-data-store/mds/internal/retry"
 )
 
-// clock is the time source of the retry and breaker logic, so that tests
-// can check the schedule without waiting for it.
+// clock is the time source of the retry waits, so that tests can check
+// the schedule without waiting for it.
 type clock interface {
-	Now() time.Time
-	// Sleep waits for d, until wake (which may be nil) is closed, or until
-	// ctx is done, whichever comes first.
-	Sleep(ctx context.Context, d time.Duration, wake <-chan struct{})
+	// Sleep waits for d or until ctx is done.
+	Sleep(ctx context.Context, d time.Duration)
 }
 
 type realClock struct{}
 
-func (realClock) Now() time.Time { return time.Now() }
-
-func (realClock) Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-wake:
-	case <-ctx.Done():
-	}
-}
+func (realClock) Sleep(ctx context.Context, d time.Duration) { retry.Sleep(ctx, d) }

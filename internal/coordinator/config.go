@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/market-data-store/mds/internal/retry"
 )
 
 // Config configures a Coordinator. Capacity, watermarks and batch size
@@ -23,6 +25,18 @@ type Config struct {
 	// million ticks, 52 MB); 50000 keeps two to three in flight (273k
 	// rows/s, 2.0 CPU s, 81 MB).
 	Capacity int `env:"MDS_COORDINATOR_CAPACITY" help:"queue capacity in ticks; Submit blocks when full"`
+	// CapacityBytes bounds the memory of the queued chunks
+	// (tick.Chunk.Bytes: records, raw keys and values, dead letters), as
+	// Capacity bounds their ticks: Submit blocks, and the level rises,
+	// with whichever is fuller (the watermarks apply to both in
+	// proportion). A batch holds at most the same share of it as BatchSize
+	// of Capacity, so the coordinator holds at most about CapacityBytes ×
+	// (1 + Workers × BatchSize / Capacity), 90 MiB with the defaults. The
+	// default, 64 MiB, is never reached by ordinary ticks (50,000 queued
+	// ticks of 170 bytes take about 17 MB) and keeps a backlog of 1 MiB
+	// records, with franz-go's fetch buffers and the Go runtime, under the
+	// 512 MiB memory limit of the deployment (see bench/cmd/rssbench).
+	CapacityBytes int `env:"MDS_COORDINATOR_CAPACITY_BYTES" help:"queue capacity in bytes of records held; Submit blocks and the level rises with whichever of ticks and bytes is fuller"`
 	// HighWatermark is the queue size at which the level becomes HARD.
 	// 0 means 80% of Capacity.
 	HighWatermark int `env:"MDS_COORDINATOR_HIGH_WATERMARK" help:"queue size that raises HARD (0: 80% of capacity)"`
@@ -54,26 +68,37 @@ type Config struct {
 	Breaker BreakerConfig
 }
 
-// RetryConfig is the retry schedule of one failing batch. Temporary errors
-// are retried within a round of MaxAttempts attempts, waiting
-// InitialBackoff, then Multiplier times longer each time up to MaxBackoff;
-// with Jitter each wait is drawn within ±50% of that. A round that fails
-// counts as one circuit breaker failure.
+// RetryConfig is the retry schedule of one failing batch. A batch is
+// retried until it commits (or its partitions go): the waits between its
+// attempts are InitialBackoff, then Multiplier times longer each time up
+// to MaxBackoff; with Jitter each wait is drawn within ±50% of that. So
+// once the database answers again the batch commits within one wait, at
+// most MaxBackoff (1.5 × with jitter).
 type RetryConfig struct {
-	MaxAttempts    int           `env:"MDS_RETRY_MAX_ATTEMPTS" help:"write attempts per retry round (one breaker failure per failed round)"`
+	// MaxAttempts is how many attempts of one batch fail before the
+	// failure is logged as a warning; earlier ones log at debug level.
+	// An error that cannot succeed (not temporary) is a warning at once.
+	MaxAttempts    int           `env:"MDS_RETRY_MAX_ATTEMPTS" help:"failed attempts of a batch logged at debug level before a warning (retries never stop)"`
 	InitialBackoff time.Duration `env:"MDS_RETRY_INITIAL_BACKOFF_MS" help:"first wait between attempts (bare number: milliseconds)"`
-	MaxBackoff     time.Duration `env:"MDS_RETRY_MAX_BACKOFF_MS" help:"longest wait between attempts, and the pause between rounds (bare number: milliseconds)"`
+	MaxBackoff     time.Duration `env:"MDS_RETRY_MAX_BACKOFF_MS" help:"longest wait between attempts: writing resumes at most this long after the database does (bare number: milliseconds)"`
 	Multiplier     float64       `env:"MDS_RETRY_BACKOFF_MULTIPLIER" help:"growth factor of the wait between attempts"`
 	Jitter         bool          `env:"MDS_RETRY_JITTER" help:"randomise each wait within ±50%"`
 }
 
-// BreakerConfig configures the circuit breaker shared by the workers.
+// BreakerConfig keeps the settings of the original service's circuit
+// breaker. There is no breaker any more: it made workers wait a fixed time
+// after the database was back, and the retry waits already bound the load
+// a failing database sees (one attempt per worker per wait). What is left
+// is its signal: mds_coord_circuit_state is 1 ("open") while some batch
+// has failed FailureThreshold consecutive attempts, 0 once none has.
 type BreakerConfig struct {
-	// FailureThreshold consecutive failed rounds open the breaker.
-	FailureThreshold int `env:"MDS_CB_FAILURE_THRESHOLD" help:"consecutive failed batches that open the circuit breaker"`
-	// HalfOpenAfter is how long the breaker stays open before one probe
-	// write is let through.
-	HalfOpenAfter time.Duration `env:"MDS_CB_HALF_OPEN_AFTER_SEC" help:"time the breaker stays open before a probe write (bare number: seconds)"`
+	// FailureThreshold consecutive failed attempts of one batch set
+	// mds_coord_circuit_state to 1.
+	FailureThreshold int `env:"MDS_CB_FAILURE_THRESHOLD" help:"consecutive failed attempts of a batch after which mds_coord_circuit_state reads 1 (failing)"`
+	// HalfOpenAfter is accepted so that existing configurations still
+	// load, and has no effect: writing resumes as soon as the database
+	// answers (see RetryConfig).
+	HalfOpenAfter time.Duration `env:"MDS_CB_HALF_OPEN_AFTER_SEC" help:"no effect (kept so that existing configurations load): writing resumes within one retry wait of the database (bare number: seconds)"`
 }
 
 // DefaultConfig returns the documented defaults. ID is the host name (or
@@ -86,6 +111,7 @@ func DefaultConfig() Config {
 	return Config{
 		ID:             id,
 		Capacity:       50000,
+		CapacityBytes:  64 << 20,
 		Workers:        4,
 		BatchSize:      5000,
 		FlushInterval:  250 * time.Millisecond,
@@ -103,6 +129,17 @@ func DefaultConfig() Config {
 			HalfOpenAfter:    60 * time.Second,
 		},
 	}
+}
+
+// policy is the wait between attempts of a failing batch.
+func (r RetryConfig) policy() retry.Policy {
+	return retry.Policy{Initial: r.InitialBackoff, Max: r.MaxBackoff, Multiplier: r.Multiplier, Jitter: r.Jitter}
+}
+
+// batchBytes is the byte limit of one batch: the share of CapacityBytes
+// that BatchSize is of Capacity (at least one byte).
+func (c Config) batchBytes() int {
+	return max(int(int64(c.CapacityBytes)*int64(c.BatchSize)/int64(c.Capacity)), 1)
 }
 
 // Watermarks returns the low and high watermarks in effect, resolving the
@@ -128,6 +165,7 @@ func (c Config) Validate() error {
 	}
 	check(c.ID != "", "MDS_COORDINATOR_ID must not be empty")
 	check(c.Capacity > 0, "MDS_COORDINATOR_CAPACITY must be > 0")
+	check(c.CapacityBytes > 0, "MDS_COORDINATOR_CAPACITY_BYTES must be > 0")
 	check(c.HighWatermark >= 0, "MDS_COORDINATOR_HIGH_WATERMARK must be >= 0")
 	check(c.LowWatermark >= 0, "MDS_COORDINATOR_LOW_WATERMARK must be >= 0")
 	if low, high := c.Watermarks(); c.Capacity > 0 && c.HighWatermark >= 0 && c.LowWatermark >= 0 {

@@ -29,6 +29,7 @@ func TestValidate(t *testing.T) {
 		{"low above default high", func(c *Config) { c.LowWatermark = 90 }, "MDS_COORDINATOR_LOW_WATERMARK (90) must be < MDS_COORDINATOR_HIGH_WATERMARK (80)"},
 		{"high > capacity", func(c *Config) { c.HighWatermark = 101 }, "MDS_COORDINATOR_HIGH_WATERMARK (101) must be <= MDS_COORDINATOR_CAPACITY (100)"},
 		{"negative watermark", func(c *Config) { c.LowWatermark = -1 }, "MDS_COORDINATOR_LOW_WATERMARK must be >= 0"},
+		{"bytes", func(c *Config) { c.CapacityBytes = 0 }, "MDS_COORDINATOR_CAPACITY_BYTES must be > 0"},
 		{"workers", func(c *Config) { c.Workers = 0 }, "MDS_COORDINATOR_WORKERS must be > 0"},
 		{"batch", func(c *Config) { c.BatchSize = 101 }, "MDS_COORDINATOR_BATCH_SIZE (101) must be <= MDS_COORDINATOR_CAPACITY (100)"},
 		{"flush", func(c *Config) { c.FlushInterval = 0 }, "MDS_COORDINATOR_FLUSH_INTERVAL must be > 0"},

@@ -18,7 +18,9 @@ import (
 // it commits every chunk of the batch, and the partitions' next offsets,
 // or nothing. A *tick.FencedError names partitions owned by another
 // member; an error with a Temporary() bool method returning true is worth
-// retrying soon; any other error counts as a breaker failure.
+// retrying soon; any other error means the batch cannot be written as it
+// is, and stalls writing until it is (see Coordinator.Stalled). An error
+// with a SQLState() string method names its cause in mds_worker_stall_cause.
 type Sink interface {
 	Write(ctx context.Context, b *tick.Batch) error
 }
@@ -61,7 +63,7 @@ type Coordinator struct {
 	log     *zap.Logger
 	m       *metrics
 	q       *queue
-	br      *breaker
+	failing failing
 	clk     clock
 	acker   atomic.Pointer[Acker]
 	running atomic.Bool
@@ -90,10 +92,7 @@ func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg promet
 		return nil, err
 	}
 	c := &Coordinator{cfg: cfg, sink: sink, log: log.Named("coordinator"), m: m, clk: clk}
-	c.br = newBreaker(cfg.Breaker, func(s circuitState) {
-		c.m.circuit.Set(float64(s))
-		c.log.Info("circuit breaker changed state", zap.Stringer("state", s))
-	})
+	c.failing.gauge = m.circuit.Set
 	onLevel := func(e backpressure.Event) {
 		m.level.Set(float64(e.Level))
 		c.log.Debug("backpressure level changed", zap.Stringer("level", e.Level), zap.Int("queue_size", e.QueueSize))
@@ -179,6 +178,13 @@ func (c *Coordinator) Drain(ctx context.Context) error {
 // Current returns the current queue size and level. Its reason is that of
 // the last transition (low_watermark before any).
 func (c *Coordinator) Current() backpressure.Event { return c.q.current() }
+
+// Stalled reports whether writing is stalled, and why: some batch failed
+// with an error that is not temporary (schema or privilege missing, every
+// row refused, a panic in the sink). While it is, the level is HARD, no
+// other batch is written, and the stalled batches are retried on the retry
+// schedule; the first that commits ends the stall.
+func (c *Coordinator) Stalled() (Stall, bool) { return c.q.stalled() }
 
 // PartitionDepths clears dst and fills it with the ticks queued (not yet
 // taken by a worker) for every assigned partition.

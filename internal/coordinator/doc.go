@@ -5,21 +5,28 @@
 //
 // # Queue
 //
-// The queue counts ticks (tick.Chunk.Size: records plus dead letters). It
-// holds one lane per assigned partition (Assign opens lanes, Revoke closes
-// them). Submit blocks while the queue is full, until there is room or its
-// ctx is done; TrySubmit returns ErrQueueFull instead. A chunk is admitted
-// when it fits in the free space or when nothing is queued, so a chunk
+// The queue counts ticks (tick.Chunk.Size: records plus dead letters) and
+// bytes (tick.Chunk.Bytes: the records with their raw keys and values),
+// bounded by Capacity and CapacityBytes. It holds one lane per assigned
+// partition (Assign opens lanes, Revoke closes them). Submit blocks while
+// the queue is full, until there is room or its ctx is done; TrySubmit
+// returns ErrQueueFull instead. A chunk is admitted when it fits in the
+// free space, in ticks and in bytes, or when nothing is queued, so a chunk
 // larger than the free space (even than the capacity) waits for the
 // workers but never forever. Nothing is ever dropped to make room. Submit
 // returns ErrRevoked for a partition without an open lane and ErrClosed once
 // Drain has started; it refuses a chunk that does not start where the
 // partition's previous chunk ended.
 //
-// The level is a pure function of the queued ticks with hysteresis: OK at
+// The level is a function of the queue's fullness with hysteresis: OK at
 // or below the low watermark, SOFT between, HARD at or above the high one;
 // once HARD it stays HARD until the queue drains to the low watermark and
-// then is OK (no SOFT on the way down). Each transition is one
+// then is OK (no SOFT on the way down). The fullness is the queued ticks,
+// or the queued bytes scaled to ticks (bytes / CapacityBytes × Capacity)
+// when that is more: the watermarks apply to whichever is fuller. An
+// event's queue_size and capacity are in ticks; its utilization is the
+// fuller of the two ratios. While writing is stalled (below) the level is
+// HARD with reason store_stalled, whatever the queue holds. Each transition is one
 // backpressure.Event, published on the Bus (unless EnableFeedback is
 // false) under the queue's lock, so subscribers see transitions in order.
 // Current returns the state at any time, for heartbeats; PartitionDepths
@@ -36,25 +43,41 @@
 // offset order. A lane with chunks in a batch gives no more until that
 // batch is released: at most one batch per partition is in flight, so the
 // batches of a partition commit in offset order, while different partitions
-// are written in parallel. Ticks taken by a worker leave the queue size;
-// the memory held is at most Capacity plus Workers batches.
+// are written in parallel. A batch holds at most BatchSize ticks and the
+// same share of CapacityBytes (a single larger chunk goes alone). Ticks
+// taken by a worker leave the queue size; the memory held is at most
+// CapacityBytes plus Workers batches (and one chunk larger than the free
+// space, admitted into an empty queue).
 //
 // A failed write is classified: *tick.FencedError drops the fenced
 // partitions (from the batch and the queue; their lanes close until the
-// next Assign) and retries the rest at once; errors with Temporary() true
-// are retried with exponential backoff (jittered if Retry.Jitter) up to
-// MaxAttempts; any other error, a panic in the sink (recovered) or an
-// exhausted round is one failure of the circuit breaker. After a failure
-// the batch is kept: it waits MaxBackoff while the breaker is closed, else
-// until the breaker lets one probe through (half-open), whose success
-// closes it. A worker never drops a batch and never exits before Run's ctx
-// is done; then a batch still unwritten is abandoned, and the consumer
-// re-reads it from the stored offsets. After each commit the ranges go to
-// the Acker (SetAcker). After a fence, an Acker that is also a Fencer is
-// told at once which partitions were closed (those of the batch the error
-// names whose lanes were still open), so the consumer can re-read the
-// fenced records without waiting for the partition's next Submit to fail
-// with ErrRevoked.
+// next Assign) and retries the rest at once. Any other failed attempt is
+// followed by the next wait of the retry policy (internal/retry:
+// InitialBackoff growing by Multiplier up to MaxBackoff, jittered if
+// Retry.Jitter) and another attempt, for as long as it takes: recovery
+// follows the database, and a batch commits within one wait (at most
+// MaxBackoff, 1.5 × with jitter) of the database answering again. There
+// is no circuit breaker. The sink bounds each attempt (the store with
+// MDS_DB_WRITE_TIMEOUT). Errors with Temporary() true (connection lost,
+// timeouts, conflicts) leave the level to the queue, which fills while
+// the batch waits. Any other error, or a panic in the sink (recovered),
+// means the batch cannot be written as it is (the store returns such
+// errors when a table or privilege is missing or every row of a batch is
+// refused): writing stalls. The level becomes HARD, Stalled and
+// mds_worker_stall_cause{cause} name the cause (the error's SQLSTATE,
+// "panic" or "error"; mds_worker_stalled counts the stalled batches), no other batch is taken, and the stalled batch is retried on
+// the same schedule; when it commits (the cause was fixed) the stall ends,
+// the level follows the queue again and writing resumes. Nothing is
+// dropped. A failure is logged at debug level until MaxAttempts attempts of
+// the batch have failed (a stall at once), then as a warning at most every
+// 30 s per worker. A worker never drops a batch and never exits before
+// Run's ctx is done; then a batch still unwritten is abandoned, and the
+// consumer re-reads it from the stored offsets. After each commit the
+// ranges go to the Acker (SetAcker). After a fence, an Acker that is also a
+// Fencer is told at once which partitions were closed (those of the batch
+// the error names whose lanes were still open), so the consumer can re-read
+// the fenced records without waiting for the partition's next Submit to
+// fail with ErrRevoked.
 //
 // Revoke drops the partitions' queued ticks, removes them from any batch
 // before its next attempt, and (if asked) waits for an attempt that
@@ -75,16 +98,23 @@
 // # Metrics
 //
 // mds_coord_items_submitted_total (ticks), mds_coord_queue_depth,
-// mds_coord_queue_capacity, mds_coord_level (0 ok, 1 soft, 2 hard),
-// mds_coord_workers_alive, mds_coord_circuit_state (0 closed, 1 open,
-// 2 half-open), mds_coord_dropped_ticks_total (revoked or fenced, to be
-// re-read), mds_worker_batches_written_total,
-// mds_worker_rows_written_total, mds_worker_write_errors_total{class}
-// (temporary, permanent, fenced, panic; one per failed attempt),
-// mds_worker_retries_total (attempts repeating a failed one),
-// mds_worker_write_latency_seconds (committed writes),
-// mds_ingest_latency_seconds (Kafka record timestamp to commit, per
-// record) and mds_feedback_events_total{coordinator_id,level}.
+// mds_coord_queue_capacity, mds_coord_queue_bytes,
+// mds_coord_queue_capacity_bytes, mds_coord_level (0 ok, 1 soft, 2 hard),
+// mds_coord_workers_alive, mds_coord_circuit_state (the original's breaker
+// state, kept for its meaning: 1 "open" while some batch has failed
+// MDS_CB_FAILURE_THRESHOLD consecutive attempts, 0 "closed" otherwise; it
+// never blocks a write), mds_worker_stalled (stalled batches),
+// mds_worker_stall_cause{cause} (the same by cause; no series while none), mds_coord_dropped_ticks_total (revoked or fenced, to be re-read),
+// mds_worker_batches_written_total, mds_worker_rows_written_total,
+// mds_worker_write_errors_total{class} (temporary, permanent, fenced,
+// panic; one per failed attempt; the store counts the causes of its own in
+// mds_store_write_errors_total{cause}), mds_worker_retries_total (attempts
+// repeating a failed one), mds_worker_write_latency_seconds (committed
+// writes), mds_ingest_latency_seconds (Kafka record timestamp to commit,
+// one observation per committed chunk, for its oldest record: a chunk is
+// one partition's records of one fetch, so the histogram weighs chunks,
+// not records, and reads a little high) and
+// mds_feedback_events_total{coordinator_id,level}.
 //
 // # Cost
 //

@@ -37,7 +37,6 @@ func testConfig() Config {
 	cfg.DrainTimeout = 5 * time.Second
 	cfg.Retry.InitialBackoff = time.Millisecond
 	cfg.Retry.MaxBackoff = 4 * time.Millisecond
-	cfg.Breaker.HalfOpenAfter = 10 * time.Millisecond
 	return cfg
 }
 
@@ -171,30 +170,15 @@ func (a *ackLog) of(tp tick.TopicPartition) []tick.Range {
 	return out
 }
 
-// fakeClock advances instantly on Sleep and records the waits.
+// fakeClock returns at once from Sleep and records the waits.
 type fakeClock struct {
 	mu     sync.Mutex
-	now    time.Time
 	sleeps []time.Duration
 }
 
-func (f *fakeClock) Now() time.Time {
+func (f *fakeClock) Sleep(_ context.Context, d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
-	if wake != nil { // a probe of another worker is running: wait for it
-		select {
-		case <-wake:
-		case <-ctx.Done():
-		}
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
 	f.sleeps = append(f.sleeps, d)
 }
 

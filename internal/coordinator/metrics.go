@@ -21,6 +21,10 @@ type metrics struct {
 	submitted     prometheus.Counter
 	depth         prometheus.Gauge
 	capacity      prometheus.Gauge
+	bytes         prometheus.Gauge
+	capacityBytes prometheus.Gauge
+	stalled       prometheus.Gauge
+	stallCause    *prometheus.GaugeVec // stalled batches by cause
 	level         prometheus.Gauge
 	workersAlive  prometheus.Gauge
 	circuit       prometheus.Gauge
@@ -50,12 +54,20 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 		Help: "Backpressure level transitions published, by level.",
 	}, []string{"coordinator_id", "level"})
 	m := &metrics{
-		submitted:    counter("mds_coord_items_submitted_total", "Ticks accepted into the queue."),
-		depth:        gauge("mds_coord_queue_depth", "Ticks queued and not yet taken by a worker."),
-		capacity:     gauge("mds_coord_queue_capacity", "Queue capacity in ticks."),
+		submitted:     counter("mds_coord_items_submitted_total", "Ticks accepted into the queue."),
+		depth:         gauge("mds_coord_queue_depth", "Ticks queued and not yet taken by a worker."),
+		capacity:      gauge("mds_coord_queue_capacity", "Queue capacity in ticks."),
+		bytes:         gauge("mds_coord_queue_bytes", "Bytes of the chunks queued and not yet taken by a worker (tick.Chunk.Bytes)."),
+		capacityBytes: gauge("mds_coord_queue_capacity_bytes", "Queue capacity in bytes."),
+		stalled: gauge("mds_worker_stalled",
+			"Batches that cannot be written as they are (an error that is not temporary); while > 0 no other batch is written and the level is HARD."),
+		stallCause: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mds_worker_stall_cause",
+			Help: "Stalled batches by cause: the SQLSTATE of the error, panic, or error (none: no series).",
+		}, []string{"cause"}),
 		level:        gauge("mds_coord_level", "Backpressure level: 0 ok, 1 soft, 2 hard."),
 		workersAlive: gauge("mds_coord_workers_alive", "Running write workers."),
-		circuit:      gauge("mds_coord_circuit_state", "Circuit breaker state: 0 closed, 1 open, 2 half-open."),
+		circuit:      gauge("mds_coord_circuit_state", "1 (open) while some batch has failed MDS_CB_FAILURE_THRESHOLD consecutive write attempts, else 0 (closed). There is no breaker: writing resumes as soon as the database answers."),
 		dropped: counter("mds_coord_dropped_ticks_total",
 			"Ticks dropped because their partition was revoked or fenced; they are re-read from the stored offsets."),
 		batches:     counter("mds_worker_batches_written_total", "Batches committed by the sink."),
@@ -69,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 		}),
 		ingestLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mds_ingest_latency_seconds",
-			Help:    "Time from the Kafka record timestamp to the database commit, per record.",
+			Help:    "Time from the Kafka record timestamp to the database commit, one observation per committed chunk (a partition's records of one fetch), for its oldest record.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 15), // 5ms .. 82s
 		}),
 	}
@@ -80,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 		m.events[l] = events.WithLabelValues(id, l.String())
 	}
 	for _, c := range []prometheus.Collector{
-		m.submitted, m.depth, m.capacity, m.level, m.workersAlive, m.circuit, m.dropped,
+		m.submitted, m.depth, m.capacity, m.bytes, m.capacityBytes, m.stalled, m.stallCause, m.level, m.workersAlive, m.circuit, m.dropped,
 		m.batches, m.rows, errs, m.retries, m.writeLatency, m.ingestLatency, events,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -44,8 +44,9 @@ func (q *queue) waitLocked(ctx context.Context, s *signal, due <-chan time.Time)
 }
 
 type queued struct {
-	ch *tick.Chunk
-	at time.Time // when it was queued, for FlushInterval
+	ch    *tick.Chunk
+	at    time.Time // when it was queued, for FlushInterval
+	bytes int       // ch.Bytes(), computed once at Submit
 }
 
 // lane holds the queued chunks of one assigned partition, oldest first.
@@ -53,6 +54,7 @@ type lane struct {
 	tp      tick.TopicPartition
 	chunks  []queued
 	depth   int   // ticks in chunks
+	bytes   int   // bytes of chunks
 	next    int64 // Next of the last chunk submitted, when hasNext
 	hasNext bool
 	ready   bool // listed in queue.ready: not busy and has chunks
@@ -66,14 +68,43 @@ type lane struct {
 type batch struct {
 	tick.Batch
 	lanes []*lane
+	bytes int // Bytes of its chunks, as queued
 }
+
+// stall is why a batch cannot be written as it is: an error that is not
+// temporary (or a panic), kept until the batch commits or goes.
+type stall struct {
+	cause string // SQLSTATE, "panic" or "error": the label of mds_worker_stall_cause
+	err   error
+	since time.Time
+}
+
+// Stall describes a stalled write, for /readyz.
+type Stall struct {
+	// Cause is the SQLSTATE of the error (the label of
+	// mds_worker_stall_cause), "panic" for a panic in the sink, or "error"
+	// for an error without a SQLSTATE.
+	Cause string `json:"cause"`
+	// Error is the error of the last attempt.
+	Error string `json:"error"`
+	// Since is when the batch first failed so.
+	Since time.Time `json:"since"`
+	// Batches is how many batches are stalled.
+	Batches int `json:"batches"`
+}
+
+// reasonStalled is the reason of an event raising HARD because writing
+// stalled (see Coordinator.Stalled), whatever the queue size.
+const reasonStalled = "store_stalled"
 
 // queue is the bounded, per-partition queue. Every field below mu is
 // guarded by it.
 type queue struct {
 	capacity   int
+	capBytes   int
 	low, high  int
 	batchSize  int
+	batchBytes int
 	flushEvery time.Duration
 	id         string
 	m          *metrics
@@ -85,11 +116,13 @@ type queue struct {
 	ready     []*lane // oldest first chunk first
 	readySize int     // ticks in ready lanes
 	size      int     // ticks queued, not yet taken
+	bytes     int     // their bytes
 	inflight  int     // batches taken and not yet released
 	closed    bool    // Drain started: no intake, flush at once
 	level     backpressure.Level
 	reason    string
-	blocked   int    // producers waiting for space
+	blocked   int // producers waiting for space
+	stalls    map[*batch]stall
 	space     signal // room freed, lane gone, or closed
 	work      signal // a batch may be due
 	done      signal // a write attempt ended or a batch was released
@@ -98,27 +131,34 @@ type queue struct {
 func newQueue(cfg Config, m *metrics, onLevel func(backpressure.Event)) *queue {
 	low, high := cfg.Watermarks()
 	m.capacity.Set(float64(cfg.Capacity))
+	m.capacityBytes.Set(float64(cfg.CapacityBytes))
 	return &queue{
 		capacity:   cfg.Capacity,
+		capBytes:   cfg.CapacityBytes,
 		low:        low,
 		high:       high,
 		batchSize:  cfg.BatchSize,
+		batchBytes: cfg.batchBytes(),
 		flushEvery: cfg.FlushInterval,
 		id:         cfg.ID,
 		m:          m,
 		onLevel:    onLevel,
 		lanes:      make(map[tick.TopicPartition]*lane),
+		stalls:     make(map[*batch]stall),
 		reason:     backpressure.ReasonLowWatermark,
 	}
 }
 
 // fits is the admission rule: a chunk is admitted if it fits in the free
-// space, or if nothing is queued, so that a chunk larger than the free
-// space (or than the capacity) waits for the workers but never forever.
-func (q *queue) fits(n int) bool { return q.size+n <= q.capacity || q.size == 0 }
+// space, in ticks and in bytes, or if nothing is queued, so that a chunk
+// larger than the free space (or than the capacity) waits for the workers
+// but never forever.
+func (q *queue) fits(n, nb int) bool {
+	return (q.size+n <= q.capacity && q.bytes+nb <= q.capBytes) || q.size == 0
+}
 
 func (q *queue) submit(ctx context.Context, ch *tick.Chunk, block bool) error {
-	n := ch.Size()
+	n, nb := ch.Size(), ch.Bytes()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for {
@@ -133,7 +173,7 @@ func (q *queue) submit(ctx context.Context, ch *tick.Chunk, block bool) error {
 			return fmt.Errorf("chunk of %s starts at offset %d, want %d (chunks of a partition must be contiguous)",
 				ch.TopicPartition, ch.From, l.next)
 		}
-		if q.fits(n) {
+		if q.fits(n, nb) {
 			break
 		}
 		if !block {
@@ -148,8 +188,9 @@ func (q *queue) submit(ctx context.Context, ch *tick.Chunk, block bool) error {
 		}
 	}
 	l := q.lanes[ch.TopicPartition]
-	l.chunks = append(l.chunks, queued{ch: ch, at: time.Now()})
+	l.chunks = append(l.chunks, queued{ch: ch, at: time.Now(), bytes: nb})
 	l.depth += n
+	l.bytes += nb
 	l.next, l.hasNext = ch.Next, true
 	switch {
 	case l.busy:
@@ -162,7 +203,7 @@ func (q *queue) submit(ctx context.Context, ch *tick.Chunk, block bool) error {
 		q.makeReadyLocked(l)
 	}
 	q.m.submitted.Add(float64(n))
-	q.resizeLocked(n)
+	q.resizeLocked(n, nb)
 	return nil
 }
 
@@ -189,19 +230,40 @@ func (q *queue) unreadyLocked(l *lane) {
 	l.ready = false
 }
 
-// resizeLocked changes the queue size by delta and raises a level event if
-// the level changes.
-func (q *queue) resizeLocked(delta int) {
+// resizeLocked changes the queue size by delta ticks and deltaBytes bytes
+// and raises a level event if the level changes.
+func (q *queue) resizeLocked(delta, deltaBytes int) {
 	q.size += delta
+	q.bytes += deltaBytes
 	q.m.depth.Set(float64(q.size))
-	if delta < 0 {
+	q.m.bytes.Set(float64(q.bytes))
+	if delta < 0 || deltaBytes < 0 {
 		q.space.notify()
 	}
-	lvl := nextLevel(q.level, q.size, q.low, q.high)
+	q.levelLocked()
+}
+
+// fullness is the queue size the level follows: the ticks queued, or the
+// bytes queued scaled to ticks (bytes / CapacityBytes × Capacity) if that
+// is more, so the watermarks apply to whichever is fuller.
+func (q *queue) fullness() int {
+	return max(q.size, int(int64(q.bytes)*int64(q.capacity)/int64(q.capBytes)))
+}
+
+// levelLocked recomputes the level and raises an event if it changed. A
+// stalled write makes it HARD whatever the queue holds; once no write is
+// stalled the level follows the queue again (and, with hysteresis, stays
+// HARD until the queue is at the low watermark).
+func (q *queue) levelLocked() {
+	lvl := nextLevel(q.level, q.fullness(), q.low, q.high)
+	reason := reasonFor(lvl)
+	if len(q.stalls) > 0 {
+		lvl, reason = backpressure.Hard, reasonStalled
+	}
 	if lvl == q.level {
 		return
 	}
-	q.level, q.reason = lvl, reasonFor(lvl)
+	q.level, q.reason = lvl, reason
 	if lvl == backpressure.Hard {
 		q.work.notify() // intake pauses: partial batches are due
 	}
@@ -213,7 +275,7 @@ func (q *queue) eventLocked() backpressure.Event {
 		CoordinatorID: q.id,
 		QueueSize:     q.size,
 		Capacity:      q.capacity,
-		Utilization:   float64(q.size) / float64(q.capacity),
+		Utilization:   max(float64(q.size)/float64(q.capacity), float64(q.bytes)/float64(q.capBytes)),
 		Level:         q.level,
 		Reason:        q.reason,
 		Source:        backpressure.SourceStore,
@@ -232,6 +294,8 @@ func (q *queue) current() backpressure.Event {
 // the oldest ready chunk waited FlushInterval, when the level is HARD or
 // producers are blocked on a full queue (intake has stopped: waiting for a
 // fuller batch would only leave the database idle), or when draining.
+// While a write is stalled no batch is due: the stalled batches probe the
+// database, and the rest waits in the queue.
 func (q *queue) take(ctx context.Context) *batch {
 	var timer *time.Timer
 	defer func() {
@@ -243,7 +307,7 @@ func (q *queue) take(ctx context.Context) *batch {
 	defer q.mu.Unlock()
 	for ctx.Err() == nil {
 		var due <-chan time.Time
-		if len(q.ready) > 0 {
+		if len(q.ready) > 0 && len(q.stalls) == 0 {
 			age := time.Since(q.ready[0].chunks[0].at)
 			if q.readySize >= q.batchSize || age >= q.flushEvery || q.level == backpressure.Hard || q.blocked > 0 || q.closed {
 				return q.buildLocked()
@@ -261,37 +325,89 @@ func (q *queue) take(ctx context.Context) *batch {
 }
 
 // buildLocked takes whole chunks from the ready lanes, oldest first, up to
-// BatchSize ticks (a single larger chunk goes alone). Every lane it takes
-// from becomes busy until the batch is released, so a partition has at
-// most one batch in flight.
+// BatchSize ticks and batchBytes bytes (a single larger chunk goes alone).
+// Every lane it takes from becomes busy until the batch is released, so a
+// partition has at most one batch in flight.
 func (q *queue) buildLocked() *batch {
 	b := &batch{}
 	n := 0
-	for len(q.ready) > 0 && n < q.batchSize {
+	full := func(c queued) bool {
+		return n > 0 && (n+c.ch.Size() > q.batchSize || b.bytes+c.bytes > q.batchBytes)
+	}
+	for len(q.ready) > 0 && n < q.batchSize && b.bytes < q.batchBytes {
 		l := q.ready[0]
-		if s := l.chunks[0].ch.Size(); n > 0 && n+s > q.batchSize {
+		if full(l.chunks[0]) {
 			break
 		}
 		q.unreadyLocked(l)
-		took := 0
-		for len(l.chunks) > 0 {
-			s := l.chunks[0].ch.Size()
-			if n > 0 && n+s > q.batchSize {
-				break
-			}
-			b.Chunks = append(b.Chunks, l.chunks[0].ch)
+		took, tookBytes := 0, 0
+		for len(l.chunks) > 0 && !full(l.chunks[0]) {
+			c := l.chunks[0]
+			b.Chunks = append(b.Chunks, c.ch)
 			l.chunks[0] = queued{}
 			l.chunks = l.chunks[1:]
-			n += s
-			took += s
+			n += c.ch.Size()
+			b.bytes += c.bytes
+			took += c.ch.Size()
+			tookBytes += c.bytes
 		}
 		l.depth -= took
+		l.bytes -= tookBytes
 		l.busy = true
 		b.lanes = append(b.lanes, l)
 	}
 	q.inflight++
-	q.resizeLocked(-n)
+	q.resizeLocked(-n, -b.bytes)
 	return b
+}
+
+// setStall records that b cannot be written as it is: the level becomes
+// HARD and no other batch is taken until no batch is stalled.
+func (q *queue) setStall(b *batch, cause string, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st, ok := q.stalls[b]
+	if !ok {
+		st.since = time.Now()
+	}
+	st.cause, st.err = cause, err
+	q.stalls[b] = st
+	q.stallsChangedLocked()
+}
+
+// clearStall forgets b's stall, if any: it committed or went.
+func (q *queue) clearStall(b *batch) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.stalls[b]; !ok {
+		return
+	}
+	delete(q.stalls, b)
+	q.stallsChangedLocked()
+	q.work.notify() // batches may be taken again
+}
+
+func (q *queue) stallsChangedLocked() {
+	q.m.stalled.Set(float64(len(q.stalls)))
+	q.m.stallCause.Reset()
+	for _, st := range q.stalls {
+		q.m.stallCause.WithLabelValues(st.cause).Inc()
+	}
+	q.levelLocked()
+}
+
+// stalled returns the oldest stall, if any.
+func (q *queue) stalled() (Stall, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out Stall
+	for _, st := range q.stalls {
+		if out.Batches == 0 || st.since.Before(out.Since) {
+			out.Cause, out.Error, out.Since = st.cause, st.err.Error(), st.since
+		}
+		out.Batches++
+	}
+	return out, out.Batches > 0
 }
 
 // begin drops from b the chunks of lanes closed since it was built,
@@ -366,10 +482,10 @@ func (q *queue) closeLaneLocked(l *lane) {
 	q.unreadyLocked(l)
 	l.closed = true
 	l.chunks = nil
-	if l.depth > 0 {
+	if l.depth > 0 || l.bytes > 0 {
 		q.m.dropped.Add(float64(l.depth))
-		q.resizeLocked(-l.depth)
-		l.depth = 0
+		q.resizeLocked(-l.depth, -l.bytes)
+		l.depth, l.bytes = 0, 0
 	}
 	q.space.notify() // producers blocked on this lane get ErrRevoked
 	q.done.notify()  // Drain may be waiting for the dropped ticks

@@ -21,6 +21,23 @@ type Config struct {
 	// /readyz and migrations from queueing behind busy workers. With
 	// Workers unknown too, 0 means 8.
 	MaxConns int `env:"MDS_DB_MAX_CONNS" help:"connection pool size (0: coordinator workers + 2)"`
+	// WriteTimeout bounds each write transaction (Write may run two: the
+	// plain COPY, then the bisecting one when the database refused rows).
+	// The client gives up when it passes (closing the connection if the
+	// server does not answer), and the server is told to give up first:
+	// statement_timeout and lock_timeout are 4/5 of it, set with SET LOCAL
+	// in the transaction so that migrations and queries on the same pool
+	// are not limited. A timeout is a temporary error: the coordinator
+	// retries the batch. It bounds how long a lock on ticks (DDL, a
+	// compression or retention job) or a silent connection holds a
+	// partition's batch before the attempt is counted and retried. The
+	// default, 10s, is a hundred times a normal batch of 5000 rows (26 ms
+	// measured on a loaded 2-core machine) and six times the bisection of
+	// a 5000-row batch whose every row is refused (1.5 s on the same
+	// machine, local server): a bisection that outlasts it is a timeout,
+	// retried, never classified (with a remote server, whose round trips
+	// cost more, lower MDS_COORDINATOR_BATCH_SIZE or raise this).
+	WriteTimeout time.Duration `env:"MDS_DB_WRITE_TIMEOUT" help:"longest write transaction; the server's statement and lock timeouts are 4/5 of it"`
 	// AutoMigrate makes Open call Migrate: schema migrations, then the
 	// TimescaleDB settings.
 	AutoMigrate bool `env:"MDS_DB_AUTO_MIGRATE" help:"apply schema migrations at start"`
@@ -67,7 +84,8 @@ type TimescaleConfig struct {
 // still have to be set.
 func DefaultConfig() Config {
 	return Config{
-		AutoMigrate: true,
+		WriteTimeout: 10 * time.Second,
+		AutoMigrate:  true,
 		Timescale: TimescaleConfig{
 			ChunkInterval:   24 * time.Hour,
 			CompressAfter:   7 * 24 * time.Hour,
@@ -89,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		errs = append(errs, errors.New("MDS_DB_MAX_CONNS must be >= 0"))
+	}
+	if c.WriteTimeout < 100*time.Millisecond {
+		errs = append(errs, errors.New("MDS_DB_WRITE_TIMEOUT must be at least 100ms"))
 	}
 	if c.Group == "" {
 		errs = append(errs, errors.New("MDS_KAFKA_GROUP must be set (store offsets are kept per consumer group)"))
@@ -136,6 +157,16 @@ func (c Config) Format(f fmt.State, verb rune) {
 // MarshalJSON encodes c with the password of DatabaseURL redacted, for
 // encoding/json and zap's reflection encoder (zap.Any).
 func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.redacted()) }
+
+// beginSQL opens a write transaction and sets the server's limits of one
+// attempt, in one round trip (pgx sends a query without arguments with the
+// simple protocol, which runs the three statements in order). SET LOCAL
+// ends with the transaction, so the pool's connections keep the server's
+// defaults for everything else.
+func (c Config) beginSQL() string {
+	ms := (c.WriteTimeout * 4 / 5).Milliseconds()
+	return fmt.Sprintf("BEGIN; SET LOCAL statement_timeout = %d; SET LOCAL lock_timeout = %d", ms, ms)
+}
 
 // maxConns is the effective pool size.
 func (c Config) maxConns() int32 {

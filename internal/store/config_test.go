@@ -30,6 +30,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no url", func(c *Config) { c.DatabaseURL = "" }, "MDS_DATABASE_URL"},
 		{"negative pool", func(c *Config) { c.MaxConns = -1 }, "MDS_DB_MAX_CONNS"},
 		{"no group", func(c *Config) { c.Group = "" }, "MDS_KAFKA_GROUP"},
+		{"write timeout", func(c *Config) { c.WriteTimeout = 0 }, "MDS_DB_WRITE_TIMEOUT"},
 		{"tiny chunks", func(c *Config) { c.Timescale.ChunkInterval = time.Second }, "MDS_TS_CHUNK_INTERVAL"},
 		{"negative compression", func(c *Config) { c.Timescale.CompressAfter = -time.Hour }, "MDS_TS_COMPRESS_AFTER"},
 		{"negative retention", func(c *Config) { c.Timescale.Retention = -time.Hour }, "MDS_TS_RETENTION"},
@@ -41,6 +42,15 @@ func TestConfigValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Validate() = %v, want it to name %s", c.name, err, c.want)
 		}
+	}
+}
+
+func TestBeginSQLSetsTheServerTimeouts(t *testing.T) {
+	cfg := testConfig("postgres://u:p@localhost/db")
+	cfg.WriteTimeout = 10 * time.Second
+	want := "BEGIN; SET LOCAL statement_timeout = 8000; SET LOCAL lock_timeout = 8000"
+	if got := cfg.beginSQL(); got != want {
+		t.Errorf("beginSQL() = %q, want %q", got, want)
 	}
 }
 

@@ -5,6 +5,15 @@
 //
 // Write stores one *tick.Batch in ONE transaction, in this order:
 //
+//  0. BEGIN, with SET LOCAL statement_timeout and lock_timeout at 4/5 of
+//     MDS_DB_WRITE_TIMEOUT, in the same round trip (pgx sends a query
+//     without arguments as one simple-protocol message). The whole
+//     transaction is also bounded by MDS_DB_WRITE_TIMEOUT on the client
+//     (ctx). So a lock on ticks (DDL, a TimescaleDB job) or a silent
+//     connection ends the attempt with a temporary error instead of holding
+//     it forever, and the server stops waiting too (a backend waiting for a
+//     lock does not notice its client has gone). SET LOCAL ends with the
+//     transaction: migrations and reads on the pool keep the defaults.
 //  1. The offset compare-and-set of every partition range of the batch
 //     (Batch.Ranges), pipelined in one round trip. A range with From = -1
 //     expects no stored row and inserts one; any other From must equal the
@@ -37,21 +46,36 @@
 // The offset row also keeps the leader epoch of the range's last record and
 // the Kafka topic id, which the consumer seeks and checks with.
 //
-// When COPY fails with a data error (SQLSTATE class 22 or 23), Write finds
-// the bad rows by bisecting the batch under savepoints of the same
-// transaction, writes the good rows, and stores each bad row as a dead
+// The COPY of a batch runs without a savepoint: a batch that commits costs
+// four round trips (BEGIN, offsets, COPY, COMMIT) and no subtransaction.
+// When the COPY (or the COMMIT, for a deferred constraint) fails with a
+// refusal (isRefusal: a SQLSTATE that is not temporary, not a layout error)
+// that may depend on a row (not class 42, 3F, 3D, 25, 28 or 0A, which no
+// row causes and which fail the write at once), Write rolls back and redoes
+// the batch in a second transaction, bounded the same way, that sets
+// deferred constraints IMMEDIATE, locks ticks in ROW EXCLUSIVE mode for the
+// whole transaction (so DDL cannot change the table halfway) and bisects the
+// rows under savepoints: each half is tried on its own, down to single rows.
+// It writes the good rows and stores each row refused alone as a dead
 // letter with reason tick.ReasonRejected, its raw Kafka key and value and
 // "SQLSTATE: message" as the error. So bad input never blocks a partition,
 // and every record of the batch's ranges is stored once, as a row or as a
-// dead letter, together with the offsets that cover it.
+// dead letter, together with the offsets that cover it. When every row of a
+// batch of two or more is refused alone and none for its data (class 22 or
+// 23: a unique key refusing a replay is the rows' fault), the cause is not
+// in the rows (a trigger refusing everything): Write writes nothing and
+// returns a permanent error wrapping the first row's *pgconn.PgError, whose
+// SQLState names the cause. A single-row batch cannot tell the two apart:
+// its refused row is a dead letter.
 //
 // Any other failure rolls back and returns an error with a Temporary() bool
-// method (IsTemporary tells the same): connection loss, timeouts, 40001,
-// 40P01, class 53, 57P01-57P03 and the like are temporary and worth a retry
-// of the same batch; the rest are not. Write never retries by itself and
-// never drops a batch: the caller decides. Write blocks for as long as its
-// statements do, including on the offset row lock of a concurrent writer of
-// the same partition; ctx bounds it.
+// method (IsTemporary tells the same): connection loss, timeouts (the
+// client deadline, 57014, 55P03), 40001, 40P01, class 53, 57P01-57P03 and
+// the like are temporary and worth a retry of the same batch; the rest are
+// not. Write never retries by itself and never drops a batch: the caller
+// decides. Write blocks for as long as its statements do, including on the
+// offset row lock of a concurrent writer of the same partition, and at most
+// MDS_DB_WRITE_TIMEOUT per transaction.
 //
 // LoadOffsets returns the stored next offsets with their leader epochs and
 // topic ids, for the consumer to seek to on assignment. ListGaps serves
@@ -102,6 +126,8 @@
 //	mds_consumer_offset_gaps_total{topic,reason}   gaps recorded (log_start, truncated, topic_recreated)
 //	mds_consumer_lost_records_total{topic,reason}  records those gaps lost
 //	mds_store_transactions_total{result}      write transactions: committed, fenced, rolled_back
+//	mds_store_write_errors_total{cause}       rolled back writes: timeout, connection, conflict, server, permanent
+//	mds_store_bisections_total                batches refused and redone with bisection
 //	mds_store_copy_rows_total                 tick rows committed
 //	mds_store_pool_acquired_conns             connections in use
 //	mds_store_pool_max_conns                  pool size limit

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -63,6 +64,70 @@ func isDataError(err error) bool {
 	}
 	class := pgErr.Code[:2]
 	return class == "22" || class == "23"
+}
+
+// isRefusal reports whether err is the database refusing what a
+// statement sent, in a way a retry of the same statement would not change:
+// a *pgconn.PgError whose SQLSTATE is neither temporary nor a layout error
+// (isLayoutError). Such a COPY is bisected to find the rows refused alone.
+// Errors without a SQLSTATE (a cancelled ctx, a broken connection) are not
+// refusals.
+func isRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && !temporarySQLState(pgErr.Code) && !isLayoutError(err)
+}
+
+// rowIndependent reports whether err is a refusal no row can cause, so that
+// bisecting is pointless: SQLSTATE class 42 (an undefined table or column,
+// a missing privilege), 3F (no such schema), 3D (no such database), 25 (a
+// read-only transaction), 28 (authorization) and 0A (not supported).
+func rowIndependent(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) != 5 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "42", "3F", "3D", "25", "28", "0A":
+		return true
+	}
+	return false
+}
+
+// Causes of a failed write, the values of the cause label of
+// mds_store_write_errors_total.
+const (
+	causeTimeout    = "timeout"    // WriteTimeout, statement_timeout (57014) or lock_timeout (55P03)
+	causeConnection = "connection" // unreachable, connection lost, class 08
+	causeConflict   = "conflict"   // 40001 serialization failure, 40P01 deadlock
+	causeServer     = "server"     // class 53 (resources), 57P01-57P03 (shutting down, starting)
+	causePermanent  = "permanent"  // not temporary: retrying the same batch fails the same way
+)
+
+var writeCauses = []string{causeTimeout, causeConnection, causeConflict, causeServer, causePermanent}
+
+// writeCause names the cause of a failed write, for the metric. It
+// classifies by type and SQLSTATE, as IsTemporary.
+func writeCause(err error) string {
+	if !IsTemporary(err) {
+		return causePermanent
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch code := pgErr.Code; {
+		case code == "57014" || code == "55P03":
+			return causeTimeout
+		case code == "40001" || code == "40P01":
+			return causeConflict
+		case strings.HasPrefix(code, "08"):
+			return causeConnection
+		default:
+			return causeServer
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+		return causeTimeout
+	}
+	return causeConnection
 }
 
 func temporarySQLState(code string) bool {

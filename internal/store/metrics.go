@@ -30,7 +30,9 @@ type metrics struct {
 	barsRefreshes      prometheus.Counter // bars_1m refresh statements by result
 	barsRefreshErrors  prometheus.Counter
 	barsRefreshSeconds prometheus.Histogram
-	chunksCreated      prometheus.Counter // chunks of ticks created, from the catalog
+	chunksCreated      prometheus.Counter            // chunks of ticks created, from the catalog
+	writeErrors        map[string]prometheus.Counter // rolled back writes, by cause
+	bisections         prometheus.Counter            // batches redone with bisection
 }
 
 func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) (*metrics, error) {
@@ -77,6 +79,18 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) 
 		Name: "mds_store_chunks_created_total",
 		Help: "Chunks of the ticks hypertable created since this process started (by any writer), read from the TimescaleDB catalog every MDS_TS_REFRESH_INTERVAL.",
 	})
+	writeErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_store_write_errors_total",
+		Help: "Rolled back writes by cause: timeout, connection, conflict, server (temporary), permanent.",
+	}, []string{"cause"})
+	m.writeErrors = make(map[string]prometheus.Counter, len(writeCauses))
+	for _, c := range writeCauses {
+		m.writeErrors[c] = writeErrors.WithLabelValues(c)
+	}
+	m.bisections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mds_store_bisections_total",
+		Help: "Batches whose COPY the database refused, redone in a transaction that bisects them to find the refused rows.",
+	})
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
@@ -89,6 +103,7 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) 
 	cs := []prometheus.Collector{
 		m.deadLetters, transactions, m.rows, m.gaps, m.lostRecords, m.deadLetterConflicts,
 		refreshes, m.barsRefreshSeconds, m.chunksCreated,
+		writeErrors, m.bisections,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",

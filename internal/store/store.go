@@ -14,11 +14,12 @@ import (
 // Store owns the database: the connection pool, the schema, and every SQL
 // statement of the service. Its methods are safe for concurrent use.
 type Store struct {
-	cfg  Config
-	pool *pgxpool.Pool
-	log  *zap.Logger
-	m    *metrics
-	bars *BarsRefresher
+	cfg      Config
+	beginSQL string // Config.beginSQL
+	pool     *pgxpool.Pool
+	log      *zap.Logger
+	m        *metrics
+	bars     *BarsRefresher
 	// createErr is why the last CREATE EXTENSION timescaledb failed, for
 	// Status; nil when it did not fail.
 	createErr atomic.Pointer[error]
@@ -49,7 +50,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 		pool.Close()
 		return nil, fmt.Errorf("registering store metrics: %w", err)
 	}
-	s := &Store{cfg: cfg, pool: pool, log: log.Named("store"), m: m}
+	s := &Store{cfg: cfg, beginSQL: cfg.beginSQL(), pool: pool, log: log.Named("store"), m: m}
 	s.bars = newBarsRefresher(pool, cfg.Timescale, s.log, m)
 	cc := pcfg.ConnConfig
 	s.log.Info("database pool",

@@ -44,7 +44,21 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
 // Write stores a batch in one transaction: the offset compare-and-set of
 // every partition the batch covers, the tick rows (COPY), and the dead
-// letters, including rows the database rejected as data errors.
+// letters, including rows the database refused.
+//
+// Each transaction is bounded by Config.WriteTimeout, on the client (ctx)
+// and on the server (statement_timeout and lock_timeout, see beginSQL). The
+// first transaction copies the whole batch in one COPY, without a
+// savepoint. Only when that fails with an error the database attributes to
+// the data (a non-temporary SQLSTATE, see isRefusal) that may depend on the
+// row (not rowIndependent: a missing table or privilege is permanent at
+// once), Write rolls back and
+// redoes the batch in a second transaction that bisects it under savepoints
+// (see copyRows): rows refused alone become dead letters. When every row of
+// a batch of two or more is refused alone, and not one for a data error
+// (class 22 or 23), the cause is not in the data (a missing table or
+// privilege, a trigger refusing everything): Write writes nothing and
+// returns a permanent error wrapping the first row's *pgconn.PgError.
 //
 // It returns nil when all of it committed; a *tick.FencedError naming every
 // partition whose stored offset was not the expected one (nothing was
@@ -53,13 +67,16 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 func (s *Store) Write(ctx context.Context, b *tick.Batch) error {
 	ranges, err := b.Ranges()
 	if err != nil {
-		return &writeError{err: err}
+		return s.failed(&writeError{err: err})
 	}
-	res, err := s.write(ctx, b, ranges)
+	res, err := s.attempt(ctx, b, ranges, false)
+	if err != nil && isRefusal(err) && !rowIndependent(err) {
+		s.m.bisections.Inc()
+		res, err = s.attempt(ctx, b, ranges, true)
+	}
 	switch {
 	case err != nil:
-		s.m.rolledBack.Inc()
-		return newWriteError(err)
+		return s.failed(newWriteError(err))
 	case res.fenced != nil:
 		s.m.fenced.Inc()
 		return res.fenced
@@ -94,6 +111,13 @@ func (s *Store) gapsCommitted(b *tick.Batch) {
 	}
 }
 
+// failed counts a rolled back write by cause and returns err.
+func (s *Store) failed(err error) error {
+	s.m.rolledBack.Inc()
+	s.m.writeErrors[writeCause(err)].Inc()
+	return err
+}
+
 // writeResult is what one write transaction did.
 type writeResult struct {
 	fenced        *tick.FencedError // set when the transaction was rolled back for fencing
@@ -102,9 +126,26 @@ type writeResult struct {
 	duplicateDead int               // dead letters skipped: already stored
 }
 
-func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (writeResult, error) {
+// attempt is one write transaction, bounded by WriteTimeout. With bisect,
+// deferred constraints are checked at each statement and the rows are
+// copied by copyRows under savepoints; without, in one COPY.
+func (s *Store) attempt(ctx context.Context, b *tick.Batch, ranges []tick.Range, bisect bool) (writeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
 	var res writeResult
-	tx, err := s.pool.Begin(ctx)
+	begin := s.beginSQL
+	if bisect {
+		// A deferred constraint fails at COMMIT, where no savepoint can
+		// tell the row; checked at each COPY it fails the row's COPY. And
+		// the lock COPY takes is taken for the whole transaction: a lock
+		// taken in a savepoint goes with its rollback, which would let DDL
+		// (dropping the trigger that refused the first rows) change the
+		// table halfway through the bisection and dead-letter rows that a
+		// fresh attempt would write. The lock conflicts with DDL only, not
+		// with other writers.
+		begin += "; SET CONSTRAINTS ALL IMMEDIATE; LOCK TABLE ticks IN ROW EXCLUSIVE MODE"
+	}
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: begin})
 	if err != nil {
 		return res, fmt.Errorf("beginning transaction: %w", err)
 	}
@@ -121,8 +162,23 @@ func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (
 		return res, nil
 	}
 	var rejected []tick.DeadLetter
-	if res.rows, err = copyRows(ctx, tx, b.Chunks, 0, b.Rows(), &rejected); err != nil {
-		return res, err
+	if bisect {
+		var r refusals
+		n := b.Rows()
+		if res.rows, err = bisectRows(ctx, tx, b.Chunks, 0, n, &r); err != nil {
+			return res, err
+		}
+		if n >= 2 && len(r.dead) == n && r.data == 0 {
+			return res, &writeError{err: fmt.Errorf("all %d rows of the batch refused alone, none for its data: %w", n, r.first)}
+		}
+		rejected = r.dead
+	} else {
+		if res.rows, err = copyTicks(ctx, tx, b.Chunks, 0, b.Rows()); err != nil {
+			if isLayoutError(err) {
+				return res, layoutError(err)
+			}
+			return res, fmt.Errorf("copying ticks: %w", err)
+		}
 	}
 	if res.dead, res.duplicateDead, err = s.insertDeadLetters(ctx, tx, b.Chunks, rejected); err != nil {
 		return res, err
@@ -166,14 +222,21 @@ func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []ti
 	return fenced, nil
 }
 
+// refusals collects the rows the database refused alone.
+type refusals struct {
+	dead  []tick.DeadLetter // one per refused row, reason tick.ReasonRejected
+	data  int               // how many of them for a data error (class 22 or 23)
+	first error             // the first refusal
+}
+
 // copyRows copies rows [lo, hi) of the chunks inside a savepoint. When the
-// database refuses the data (SQLSTATE class 22 or 23, but for the errors of
-// a table that does not fit the encoding, see isLayoutError), it rolls back
-// to the savepoint and bisects: each half is tried on its own, down to single rows,
-// and every row refused on its own is appended to rejected as a dead letter.
-// So k bad rows among n cost about 2k·log2(n) extra COPY statements, and
-// the good rows are all written in the same transaction.
-func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, rejected *[]tick.DeadLetter) (int64, error) {
+// database refuses them (isRefusal), it rolls back to the savepoint and
+// bisects (bisectRows); a single row refused is appended to r as a dead
+// letter with reason tick.ReasonRejected, its raw key and value and
+// "SQLSTATE: message" as the error. So k bad rows among n cost about
+// 2k·log2(n) extra COPY statements, and the good rows are all written in the
+// same transaction. Any other error ends the transaction's attempt.
+func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, r *refusals) (int64, error) {
 	if lo >= hi {
 		return 0, nil
 	}
@@ -192,31 +255,45 @@ func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, 
 		return 0, fmt.Errorf("rolling back to savepoint after %v: %w", copyErr, err)
 	}
 	if isLayoutError(copyErr) {
-		// Permanent, whatever the class of the SQLSTATE says.
-		return 0, &writeError{err: fmt.Errorf("copying ticks (do its columns still have the types of the migrations?): %w", copyErr)}
+		return 0, layoutError(copyErr)
 	}
-	if !isDataError(copyErr) {
+	if !isRefusal(copyErr) {
 		return 0, fmt.Errorf("copying ticks: %w", copyErr)
 	}
-	if hi-lo == 1 {
-		ci, ri := locate(chunks, lo)
-		c, r := chunks[ci], &chunks[ci].Records[ri]
-		*rejected = append(*rejected, tick.DeadLetter{
-			TopicPartition: c.TopicPartition,
-			Offset:         r.Offset,
-			Key:            r.Key,
-			Value:          r.Value,
-			Reason:         tick.ReasonRejected,
-			Err:            sqlState(copyErr),
-		})
-		return 0, nil
+	if hi-lo > 1 {
+		return bisectRows(ctx, tx, chunks, lo, hi, r)
+	}
+	ci, ri := locate(chunks, lo)
+	c, rec := chunks[ci], &chunks[ci].Records[ri]
+	r.dead = append(r.dead, tick.DeadLetter{
+		TopicPartition: c.TopicPartition,
+		Offset:         rec.Offset,
+		Key:            rec.Key,
+		Value:          rec.Value,
+		Reason:         tick.ReasonRejected,
+		Err:            sqlState(copyErr),
+	})
+	if isDataError(copyErr) {
+		r.data++
+	}
+	if r.first == nil {
+		r.first = copyErr
+	}
+	return 0, nil
+}
+
+// bisectRows copies the two halves of rows [lo, hi) with copyRows (a single
+// row alone).
+func bisectRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, r *refusals) (int64, error) {
+	if hi-lo <= 1 {
+		return copyRows(ctx, tx, chunks, lo, hi, r)
 	}
 	mid := lo + (hi-lo)/2
-	n1, err := copyRows(ctx, tx, chunks, lo, mid, rejected)
+	n1, err := copyRows(ctx, tx, chunks, lo, mid, r)
 	if err != nil {
 		return 0, err
 	}
-	n2, err := copyRows(ctx, tx, chunks, mid, hi, rejected)
+	n2, err := copyRows(ctx, tx, chunks, mid, hi, r)
 	return n1 + n2, err
 }
 
@@ -239,6 +316,13 @@ func (s *Store) insertGaps(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk)
 		return fmt.Errorf("recording offset gaps: %w", err)
 	}
 	return nil
+}
+
+// layoutError is the permanent error of a COPY the server could not read
+// as the columns of ticks (isLayoutError), whatever the class of its
+// SQLSTATE says.
+func layoutError(err error) error {
+	return &writeError{err: fmt.Errorf("copying ticks (do its columns still have the types of the migrations?): %w", err)}
 }
 
 // insertDeadLetters inserts the dead letters of the chunks and the rejected

@@ -3,6 +3,7 @@ package tick
 import (
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Field is a bit set of the optional fields present in a Tick.
@@ -140,6 +141,29 @@ type StoredOffset struct {
 
 // Size is what the chunk counts against the coordinator's capacity.
 func (c *Chunk) Size() int { return len(c.Records) + len(c.Dead) }
+
+// Fixed sizes of what a chunk holds per record, for Bytes.
+const (
+	recordSize = int(unsafe.Sizeof(Record{}))
+	deadSize   = int(unsafe.Sizeof(DeadLetter{}))
+)
+
+// Bytes estimates the memory the chunk holds, for the coordinator's byte
+// capacity: per record and dead letter its struct and its raw key and
+// value (and a dead letter's error text). Symbols and venues are not
+// counted: the decoder interns them, so they are shared between records.
+// It walks the records, so callers compute it once per chunk.
+func (c *Chunk) Bytes() int {
+	n := len(c.Records)*recordSize + len(c.Dead)*deadSize
+	for i := range c.Records {
+		n += len(c.Records[i].Key) + len(c.Records[i].Value)
+	}
+	for i := range c.Dead {
+		d := &c.Dead[i]
+		n += len(d.Key) + len(d.Value) + len(d.Err)
+	}
+	return n
+}
 
 // Range is the offset range a batch covers for one partition: the stored
 // next offset must be From before the write, and is Next after it.

@@ -62,3 +62,17 @@ func TestFencedErrorNamesPartitions(t *testing.T) {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestChunkBytes(t *testing.T) {
+	c := &Chunk{
+		Records: []Record{{Key: []byte("AAPL"), Value: make([]byte, 1000)}, {Value: make([]byte, 10)}},
+		Dead:    []DeadLetter{{Key: []byte("k"), Value: make([]byte, 1<<20), Err: "too large"}},
+	}
+	want := 2*recordSize + deadSize + 4 + 1000 + 10 + 1 + 1<<20 + len("too large")
+	if got := c.Bytes(); got != want {
+		t.Errorf("Bytes = %d, want %d", got, want)
+	}
+	if got := (&Chunk{}).Bytes(); got != 0 {
+		t.Errorf("empty chunk Bytes = %d, want 0", got)
+	}
+}

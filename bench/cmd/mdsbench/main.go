@@ -20,7 +20,12 @@
 //     producer at a fixed rate; each tick's latency is the time its offset
 //     became visible in mds_offsets (polled every few milliseconds) minus
 //     the time it was produced;
-//  6. a table on stdout and the same as JSON (-out).
+//  6. peak memory (only with -big-records): a backlog of large records
+//     (1 MiB by default, too_large for the processor's defaults) on a topic
+//     of its own, the processor at default settings until every offset is
+//     committed; its peak RSS (VmHWM) and the highest queue bytes it
+//     reported;
+//  7. a table on stdout and the same as JSON (-out).
 //
 // The method, its error bounds and how to read the output are in
 // bench/README.md.
@@ -61,6 +66,8 @@ type options struct {
 	pprofDir        string
 	pprofSeconds    int
 	rounds          int
+	bigRecords      int
+	bigRecordBytes  int
 }
 
 // envList collects repeated -set KEY=VALUE flags.
@@ -97,6 +104,8 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.skipConsume, "skip-consume", false, "skip the consume ceiling (the database ceiling then decodes the records itself)")
 	fs.BoolVar(&o.skipProcessor, "skip-processor", false, "skip the processor end-to-end run")
 	fs.BoolVar(&o.skipLatency, "skip-latency", false, "skip the latency phase")
+	fs.IntVar(&o.bigRecords, "big-records", 0, "records of the peak-memory phase (0: skip it); every one is a too_large dead letter at default settings")
+	fs.IntVar(&o.bigRecordBytes, "big-record-bytes", 1<<20, "value size of each record of the peak-memory phase")
 	fs.StringVar(&o.pprofDir, "pprof", "", "run the processor with MDS_HTTP_PPROF=true and save its CPU and allocation profiles of each phase into this directory")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 30, "length of the end-to-end CPU profile (from the processor start)")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +124,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-rounds must be > 0")
 	case o.pollInterval <= 0:
 		return o, fmt.Errorf("-poll-interval must be > 0")
+	case o.bigRecords < 0 || o.bigRecordBytes < 1024:
+		return o, fmt.Errorf("-big-records must be >= 0 and -big-record-bytes >= 1024")
 	}
 	if _, err := compressionCodec(o.compression); err != nil {
 		return o, err
@@ -220,6 +231,13 @@ func run(ctx context.Context, o options) error {
 		if err := runRound(ctx, env, o, round, res); err != nil {
 			return err
 		}
+	}
+	if o.bigRecords > 0 {
+		b, err := bigRecords(ctx, env, o)
+		if err != nil {
+			return fmt.Errorf("peak memory: %w", err)
+		}
+		res.BigRecords = &b
 	}
 	if !o.skipLatency {
 		l, err := latency(ctx, env, o)

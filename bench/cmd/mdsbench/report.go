@@ -27,6 +27,7 @@ type result struct {
 	// lower of the two ceilings measured in this run.
 	PctOfLowerCeiling float64        `json:"processor_pct_of_lower_ceiling,omitempty"`
 	Latency           *latencyResult `json:"latency,omitempty"`
+	BigRecords        *bigResult     `json:"big_records,omitempty"`
 	Targets           []target       `json:"targets"`
 	// Rounds lists every round's figures; the sections above hold the
 	// best round of each.
@@ -177,6 +178,11 @@ func (r *result) print(w io.Writer) {
 			l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.ErrorBoundMs, l.MeanErrorBoundMs)
 		fmt.Fprintf(w, "  processor histogram mds_ingest_latency_seconds: p50 %.1f ms, p99 %.1f ms; last commit %.0f ms after the last produce; %.2f CPU s / M ticks\n",
 			l.HistP50Ms, l.HistP99Ms, l.DrainMs, l.CPUPerM)
+	}
+	if b := r.BigRecords; b != nil {
+		fmt.Fprintf(w, "\npeak memory, backlog of %d records of %d bytes (too_large dead letters), default settings:\n", b.Records, b.RecordBytes)
+		fmt.Fprintf(w, "  peak RSS %.1f MB, peak queue %.1f MB, %d dead letters, %.1f s, %g HARD events\n",
+			b.PeakRSSMB, b.PeakQueueBytesMB, b.DeadLetters, b.Seconds, b.HardEvents)
 	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\ntargets:")
