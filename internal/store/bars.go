@@ -58,18 +58,21 @@ func (s *Store) Bars() *BarsRefresher { return s.bars }
 // tickTimes returns the earliest and latest tick time of b (zero times for
 // a batch without rows).
 func tickTimes(b *tick.Batch) (lo, hi time.Time) {
+	first := true
+	var l, h int64
 	for _, c := range b.Chunks {
 		for i := range c.Records {
-			ts := c.Records[i].Tick.TS
-			if lo.IsZero() || ts.Before(lo) {
-				lo = ts
+			us := c.Records[i].Tick.TS.UnixMicro() // the database keeps microseconds
+			if first {
+				l, h, first = us, us, false
 			}
-			if ts.After(hi) {
-				hi = ts
-			}
+			l, h = min(l, us), max(h, us)
 		}
 	}
-	return lo, hi
+	if first {
+		return lo, hi
+	}
+	return time.UnixMicro(l).UTC(), time.UnixMicro(h).UTC()
 }
 
 // touched records that a committed write stored ticks in [lo, hi].
