@@ -19,8 +19,8 @@ type Limits struct {
 	// MaxFuture rejects ticks later than now + MaxFuture: with one chunk
 	// per day, junk times spread over decades would each create a chunk.
 	// The past is bounded by MinTime only, so backfill stays possible.
-	MaxFuture time.Duration `env:"MDS_TICK_MAX_FUTURE" help:"tick times later than now plus this are invalid (clock skew allowed for the future; 0: no such limit, only MDS_TICK_MAX_TIME)"`
-	MaxAbsPrice    float64   `env:"MDS_TICK_MAX_ABS_PRICE" help:"largest absolute price, bid or ask accepted; beyond it a tick is invalid"`
+	MaxFuture   time.Duration `env:"MDS_TICK_MAX_FUTURE" help:"tick times later than now plus this are invalid (clock skew allowed for the future; 0: no such limit, only MDS_TICK_MAX_TIME)"`
+	MaxAbsPrice float64       `env:"MDS_TICK_MAX_ABS_PRICE" help:"largest absolute price, bid or ask accepted; beyond it a tick is invalid"`
 }
 
 // DefaultLimits returns the documented defaults: 64 KiB records, 32-byte
