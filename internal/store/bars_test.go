@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/market-data-store/mds/internal/tick"
@@ -78,10 +81,7 @@ func TestBarsCoverHistoryAndLateTicks(t *testing.T) {
 	}
 	// What the refresh policy does every minute: the last hour. The
 	// history is then below the watermark and not materialized.
-	if _, err := db.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`,
-		now.Add(-time.Hour), limit(now)); err != nil {
-		t.Fatal(err)
-	}
+	refreshLastHour(t, db, now)
 	old := func() string {
 		var n, trades int64
 		if err := db.QueryRow(ctx, `SELECT count(*), coalesce(sum(trades), 0) FROM bars_1m WHERE symbol = 'H' AND bucket < $1`,
@@ -120,6 +120,24 @@ func TestBarsCoverHistoryAndLateTicks(t *testing.T) {
 	waitFor(t, "1", trades(late))
 	if n := testutil.ToFloat64(s.m.barsRefreshes); n < 2 {
 		t.Fatalf("mds_store_bars_refreshes_total{result=ok} = %v", n)
+	}
+}
+
+// refreshLastHour does what the refresh policy does, retrying while
+// TimescaleDB's own policy job refreshes (55P03).
+func refreshLastHour(t testing.TB, db *pgx.Conn, now time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := db.Exec(testCtx(t), `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`, now.Add(-time.Hour), limit(now))
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" || time.Now().After(deadline) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -180,9 +198,7 @@ func BenchmarkBarsRefresh(b *testing.B) {
 		FROM generate_series(1, $2::int) m, generate_series(1, 10) sym, generate_series(0, 2) k`, now, minutes); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := db.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`, now.Add(-time.Hour), limit(now)); err != nil {
-		b.Fatal(err)
-	}
+	refreshLastHour(b, db, now)
 	bars := func() int64 { return queryInt(b, db, `SELECT count(*) FROM bars_1m`) }
 	b.Logf("before the refresher: %d bars for %d minutes x 10 symbols", bars(), minutes)
 	var cold, warm, late time.Duration
@@ -238,5 +254,35 @@ func TestTickTimes(t *testing.T) {
 	lo, hi := tickTimes(b)
 	if !lo.Equal(t0.Add(-2*time.Hour).Truncate(time.Microsecond)) || !hi.Equal(t0.Add(time.Minute).Truncate(time.Microsecond)) {
 		t.Fatalf("tickTimes = %v, %v", lo, hi)
+	}
+}
+
+// TestBarsRefreshTakesTurns: while another instance holds the refresh lock,
+// a round refreshes nothing, fails nothing and keeps its ranges for later.
+func TestBarsRefreshTakesTurns(t *testing.T) {
+	url := timescaleDatabase(t)
+	s, _ := openStore(t, testConfig(url))
+	ctx := testCtx(t)
+	other := connect(t, url)
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_lock($1)`, barsLockID); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-3 * time.Hour)
+	if err := s.Write(ctx, batch(at(-1, "T", old))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.bars.refreshTouched(ctx); !errors.Is(err, errBusy) {
+		t.Fatalf("refreshTouched while another instance refreshes = %v, want errBusy", err)
+	}
+	if n := len(s.bars.pending); n != 1 {
+		t.Fatalf("%d ranges pending after a busy round, want the 1 written", n)
+	}
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_unlock($1)`, barsLockID); err != nil {
+		t.Fatal(err)
+	}
+	// TimescaleDB's own policy job may be refreshing too (busy): retry.
+	waitFor(t, "<nil>", func() string { return fmt.Sprint(s.bars.refreshTouched(ctx)) })
+	if n := len(s.bars.pending); n != 0 || testutil.ToFloat64(s.m.barsRefreshes) != 1 {
+		t.Fatalf("after the lock is free: %d ranges pending, %v refreshes", n, testutil.ToFloat64(s.m.barsRefreshes))
 	}
 }

@@ -101,8 +101,11 @@
 // bounded to 64 in memory. Buckets newer than one minute stay with
 // real-time aggregation. Measured on 600,000 ticks over 20,000 minutes: the
 // full refresh takes 2.4-5.4 s the first time and 7-13 ms at later starts,
-// a round with a tick two hours late about 1 ms. Run also counts the
-// chunks of ticks created since it started, from the catalog.
+// a round with a tick two hours late about 1 ms. A round holds an advisory
+// lock (pg_try_advisory_lock), so the instances of a deployment take turns;
+// a round that finds it taken, or meets TimescaleDB's policy refreshing
+// (55P03), keeps its ranges for the next round (result "busy"). Run also
+// counts the chunks of ticks created since it started, from the catalog.
 //
 // ListDeadLetters, DeadLetters and MarkReplayed serve processor dlq list
 // and replay.
@@ -114,7 +117,7 @@
 //	mds_store_copy_rows_total                 tick rows committed
 //	mds_store_pool_acquired_conns             connections in use
 //	mds_store_pool_max_conns                  pool size limit
-//	mds_store_bars_refreshes_total{result}    refresh statements on bars_1m: ok, error
+//	mds_store_bars_refreshes_total{result}    refresh statements on bars_1m: ok, error, busy
 //	mds_store_bars_refresh_duration_seconds   duration of one of them
 //	mds_store_chunks_created_total            chunks of ticks created since start (by any writer)
 //
