@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,7 +101,13 @@ func (d devCmd) Run(g *globals) error {
 			_ = pg.Stop()
 		}()
 		env["MDS_DATABASE_URL"] = pg.URL
-		fmt.Fprintf(g.stderr, "dev: PostgreSQL at %s\n", pg.URL)
+		ts := "without TimescaleDB (not installed for this server): plain tables"
+		if pg.Timescale {
+			ts = "with TimescaleDB preloaded: ticks is a hypertable, bars_1m is kept"
+		} else if os.Getenv(pgtemp.EnvNoTimescale) != "" {
+			ts = "without TimescaleDB (" + pgtemp.EnvNoTimescale + " is set): plain tables"
+		}
+		fmt.Fprintf(g.stderr, "dev: PostgreSQL at %s, %s\n", pg.URL, ts)
 	}
 	s, err := app.LoadSettings(env)
 	if err != nil && d.KafkaOnly {
