@@ -45,6 +45,8 @@ type BarsRefresher struct {
 	every time.Duration
 	slice time.Duration
 
+	warned time.Time // last warning logged, by Run's goroutine
+
 	mu      sync.Mutex
 	pending []span
 }
@@ -180,8 +182,10 @@ func (r *BarsRefresher) warn(ctx context.Context, what string, err error) {
 		r.log.Debug(what+": busy; next round", zap.Error(err))
 		return
 	}
-	if ctx.Err() == nil {
-		r.log.Warn(what+" failed; retrying next round", zap.Duration("interval", r.every), zap.Error(err))
+	// At most one warning a minute, however short the interval.
+	if ctx.Err() == nil && time.Since(r.warned) >= time.Minute {
+		r.warned = time.Now()
+		r.log.Warn(what+" failed; retrying every round", zap.Duration("interval", r.every), zap.Error(err))
 	}
 }
 
