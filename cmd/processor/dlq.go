@@ -24,6 +24,7 @@ type dlqCmd struct {
 
 // dlqFilter selects dead letters; shared by list and replay.
 type dlqFilter struct {
+	Group     string  `help:"Only dead letters stored by this consumer group."`
 	Topic     string  `help:"Only this topic."`
 	Partition *int32  `help:"Only this partition."`
 	Reason    string  `help:"Only this reason: decode, invalid, too_large, rejected." enum:",decode,invalid,too_large,rejected" default:""`
@@ -39,7 +40,7 @@ func (f dlqFilter) query(ctx context.Context, st *store.Store) ([]store.DeadLett
 		return st.DeadLetters(ctx, f.IDs)
 	}
 	return st.ListDeadLetters(ctx, store.DeadLetterFilter{
-		Topic: f.Topic, Partition: f.Partition, Reason: f.Reason,
+		Group: f.Group, Topic: f.Topic, Partition: f.Partition, Reason: f.Reason,
 		MinID: f.FromID, MaxID: f.ToID, Pending: f.Pending, Limit: f.Limit,
 	})
 }
@@ -59,33 +60,46 @@ func (c dlqListCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
-		enc := json.NewEncoder(g.stdout)
-		for _, r := range rows {
-			if err := enc.Encode(map[string]any{
-				"id": r.ID, "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
+	return printRows(g, c.JSON, rows, "dead letter(s)", "ID\tRECORD\tREASON\tCREATED\tREPLAYED\tERROR\tVALUE",
+		func(r store.DeadLetterRow) any {
+			return map[string]any{
+				"id": r.ID, "group": r.ConsumerGroup, "topic": r.Topic, "partition": r.Partition, "offset": r.Offset,
 				"key": string(r.Key), "value": string(r.Value), "reason": r.Reason, "error": r.Err,
 				"created_at": r.CreatedAt, "replayed_at": r.ReplayedAt,
-			}); err != nil {
+			}
+		},
+		func(r store.DeadLetterRow) string {
+			replayed := "-"
+			if r.ReplayedAt != nil {
+				replayed = r.ReplayedAt.Format(time.DateTime)
+			}
+			return fmt.Sprintf("%d\t%s/%d@%d\t%s\t%s\t%s\t%s\t%s", r.ID, r.Topic, r.Partition, r.Offset, r.Reason,
+				r.CreatedAt.Format(time.DateTime), replayed, clip(r.Err, 60), clip(string(r.Value), 60))
+		})
+}
+
+// printRows prints rows as one JSON object per line (asJSON), or as a table
+// under header, one line per row, then how many there were (named what) on
+// stderr. Cells that may hold hostile text go through clip.
+func printRows[T any](g *globals, asJSON bool, rows []T, what, header string, object func(T) any, line func(T) string) error {
+	if asJSON {
+		enc := json.NewEncoder(g.stdout)
+		for _, r := range rows {
+			if err := enc.Encode(object(r)); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(g.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRECORD\tREASON\tCREATED\tREPLAYED\tERROR\tVALUE")
+	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		replayed := "-"
-		if r.ReplayedAt != nil {
-			replayed = r.ReplayedAt.Format(time.DateTime)
-		}
-		fmt.Fprintf(tw, "%d\t%s/%d@%d\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Topic, r.Partition, r.Offset, r.Reason,
-			r.CreatedAt.Format(time.DateTime), replayed, clip(r.Err, 60), clip(string(r.Value), 60))
+		fmt.Fprintln(tw, line(r))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stderr, "%d dead letter(s)\n", len(rows))
+	fmt.Fprintf(g.stderr, "%d %s\n", len(rows), what)
 	return nil
 }
 

@@ -151,3 +151,48 @@ func TestClipEscapesWhatATerminalWouldRun(t *testing.T) {
 		}
 	}
 }
+
+func TestGapsList(t *testing.T) {
+	env := map[string]string{
+		"MDS_DATABASE_URL":  pgtest.NewDatabase(t),
+		"MDS_KAFKA_BROKERS": "127.0.0.1:1",
+		"MDS_LOG_LEVEL":     "warn",
+	}
+	if _, errOut, code := runCLI(t, env, "migrate"); code != 0 {
+		t.Fatalf("migrate: %d %s", code, errOut)
+	}
+	if out, errOut, code := runCLI(t, env, "gaps"); code != 0 || !strings.Contains(errOut, "0 gap(s)") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("gaps of an empty table: %d\n%s\n%s", code, out, errOut)
+	}
+	s, err := storeSettings(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, s, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tp := tick.TopicPartition{Topic: "market.ticks", Partition: 2}
+	ch := &tick.Chunk{TopicPartition: tp, From: -1, Next: 51, Gaps: []tick.Gap{{From: 0, To: 50, Lost: 50, Reason: tick.GapLogStart, Detail: "gone\x1b[31m"}}}
+	ch.Dead = []tick.DeadLetter{{TopicPartition: tp, Offset: 50, Value: []byte("x"), Reason: tick.ReasonDecode, Err: "bad"}}
+	if err := st.Write(ctx, &tick.Batch{Chunks: []*tick.Chunk{ch}}); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCLI(t, env, "gaps")
+	if code != 0 || !strings.Contains(out, "market.ticks/2") || !strings.Contains(out, "log_start") || !strings.Contains(errOut, "1 gap(s)") {
+		t.Fatalf("gaps: %d\n%s\n%s", code, out, errOut)
+	}
+	if strings.Contains(out, "\x1b") {
+		t.Fatalf("gaps printed a terminal escape from the detail: %q", out)
+	}
+	out, _, code = runCLI(t, env, "gaps", "--json")
+	var row map[string]any
+	if err := json.Unmarshal([]byte(out), &row); code != 0 || err != nil {
+		t.Fatalf("gaps --json: %d %v\n%s", code, err, out)
+	}
+	if row["from_offset"] != float64(0) || row["to_offset"] != float64(50) || row["lost_records"] != float64(50) || row["reason"] != "log_start" || row["group"] != "mds-processor" {
+		t.Fatalf("gaps --json = %v", row)
+	}
+}

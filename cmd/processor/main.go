@@ -7,6 +7,7 @@
 //	processor dev          everything on embedded defaults: Kafka, PostgreSQL, synthetic ticks
 //	processor dlq list     show dead letters
 //	processor dlq replay   re-publish chosen dead letters to a topic
+//	processor gaps         list ranges skipped because Kafka no longer had them
 //	processor version
 //
 // `processor --help` lists every setting with its default.
@@ -32,6 +33,7 @@ type cli struct {
 	Migrate  migrateCmd  `cmd:"" help:"Apply the database schema and TimescaleDB settings, then exit."`
 	Dev      devCmd      `cmd:"" help:"Run on embedded defaults: Kafka on 127.0.0.1:9092, a throwaway PostgreSQL, synthetic ticks."`
 	DLQ      dlqCmd      `cmd:"" name:"dlq" help:"Inspect and replay dead letters."`
+	Gaps     gapsCmd     `cmd:"" help:"List the ranges of partitions moved past without their records because Kafka no longer had them (mds_offset_gaps)."`
 	Settings settingsCmd `cmd:"" help:"Print every setting with its default (as a table, Markdown or an env file)."`
 	Version  versionCmd  `cmd:"" help:"Print the version."`
 }

@@ -3,11 +3,15 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kzap"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
@@ -75,16 +79,45 @@ func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Re
 	)
 }
 
+// newKafkaOpts are the connection options (brokers, TLS, SASL) and
+// franz-go's own log, through zap (plugin/kzap) at the level of
+// MDS_LOG_LEVEL, so that what the client sees (a refused connection, an
+// unknown topic, a denied ACL, a reset) is in our log.
 func newKafkaOpts(s Settings, log *zap.Logger) (kafkaOpts, error) {
 	opts, err := s.Kafka.Opts(log.Named("kafka"))
-	return kafkaOpts(opts), err
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, kgo.WithLogger(kzap.New(log.Named("kgo"), kzap.Level(kgoLevel(s.Log.Level)))))
+	return kafkaOpts(opts), nil
+}
+
+// kgoLevel maps MDS_LOG_LEVEL to franz-go's levels.
+func kgoLevel(level string) kgo.LogLevel {
+	switch strings.ToLower(level) {
+	case "debug":
+		return kgo.LogLevelDebug
+	case "warn":
+		return kgo.LogLevelWarn
+	case "error":
+		return kgo.LogLevelError
+	}
+	return kgo.LogLevelInfo
+}
+
+// kafkaMetrics exports a franz-go client's own metrics (plugin/kprom:
+// connections, bytes, errors per broker) as mds_kgo_*, labelled with which
+// of the process's clients they are for.
+func kafkaMetrics(reg prometheus.Registerer, client string) kgo.Opt {
+	return kgo.WithHooks(kprom.NewMetrics("mds_kgo",
+		kprom.Registerer(reg), kprom.WithStaticLabel(prometheus.Labels{"client": client})))
 }
 
 // newKafkaClient is the process's Kafka client beside the consumer's own:
 // it checks the brokers at start, answers /readyz and publishes feedback.
 // Built first, it is closed last.
-func newKafkaClient(lc fx.Lifecycle, ko kafkaOpts) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(ko...)
+func newKafkaClient(lc fx.Lifecycle, ko kafkaOpts, reg prometheus.Registerer) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(slices.Clone(ko), kafkaMetrics(reg, "shared"))...)
 	if err != nil {
 		return nil, fmt.Errorf("creating kafka client: %w", err)
 	}
@@ -122,7 +155,7 @@ func newCoordinator(s Settings, st *store.Store, bus *coordinator.Bus, log *zap.
 }
 
 func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) (*consume.Consumer, error) {
-	c, err := consume.New(s.Consume, co, st, s.Limits, ko, log, reg)
+	c, err := consume.New(s.Consume, co, st, s.Limits, append(slices.Clone(ko), kafkaMetrics(reg, "consumer")), log, reg)
 	if err != nil {
 		return nil, err
 	}

@@ -97,6 +97,7 @@ func LoadSettings(environ map[string]string) (Settings, error) {
 // derive fills the settings one package takes from another's.
 func (s *Settings) derive() {
 	s.Store.Group = s.Consume.Group
+	s.Store.Topics = s.Consume.Topics
 	s.Store.Workers = s.Coordinator.Workers
 }
 

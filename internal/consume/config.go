@@ -14,6 +14,7 @@ type Config struct {
 	Topics            []string      `env:"MDS_KAFKA_TOPICS" envSeparator:"," help:"topics to consume, comma separated"`
 	Group             string        `env:"MDS_KAFKA_GROUP" help:"consumer group id; also the key of the stored offsets in mds_offsets"`
 	StartOffset       string        `env:"MDS_KAFKA_START_OFFSET" help:"where a partition with neither a stored nor a Kafka-committed offset starts: earliest or latest"`
+	OnLostData        string        `env:"MDS_KAFKA_ON_LOST_DATA" help:"when Kafka no longer has the records at a partition's stored offset (retention or DeleteRecords passed it, or the log ends below it): earliest records the gap in mds_offset_gaps and goes on from the log start; fail stops the processor"`
 	SessionTimeout    time.Duration `env:"MDS_KAFKA_SESSION_TIMEOUT" help:"how long a silent member keeps its partitions (after a crash, until the group moves them)"`
 	RebalanceTimeout  time.Duration `env:"MDS_KAFKA_REBALANCE_TIMEOUT" help:"how long a rebalance waits for members to revoke and rejoin"`
 	HeartbeatInterval time.Duration `env:"MDS_KAFKA_HEARTBEAT_INTERVAL" help:"group heartbeat period; at most a third of the session timeout"`
@@ -40,6 +41,7 @@ func DefaultConfig() Config {
 		Topics:            []string{"market.ticks"},
 		Group:             "mds-processor",
 		StartOffset:       "earliest",
+		OnLostData:        "earliest",
 		SessionTimeout:    45 * time.Second,
 		RebalanceTimeout:  60 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
@@ -68,6 +70,9 @@ func (c Config) Validate() error {
 	}
 	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
 		bad("MDS_KAFKA_START_OFFSET must be earliest or latest, not %q", c.StartOffset)
+	}
+	if c.OnLostData != "earliest" && c.OnLostData != "fail" {
+		bad("MDS_KAFKA_ON_LOST_DATA must be earliest or fail, not %q", c.OnLostData)
 	}
 	if c.SessionTimeout <= 0 {
 		bad("MDS_KAFKA_SESSION_TIMEOUT must be > 0")
@@ -102,7 +107,12 @@ func (c Config) groupOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ConsumeTopics(c.Topics...),
 		kgo.ConsumerGroup(c.Group),
-		kgo.ConsumeResetOffset(start),
+		// The start offset is for partitions never seen (no stored and no
+		// committed offset). A stored offset Kafka no longer has is never
+		// reset by franz-go: the fetch fails with OffsetOutOfRange and
+		// the member decides (move.go), recording what it skips.
+		kgo.ConsumeStartOffset(start),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.SessionTimeout(c.SessionTimeout),
 		kgo.RebalanceTimeout(c.RebalanceTimeout),
 		kgo.HeartbeatInterval(c.HeartbeatInterval),

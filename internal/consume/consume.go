@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -42,22 +43,24 @@ type Queue interface {
 
 // OffsetStore reads the next offsets stored with the data.
 type OffsetStore interface {
-	// LoadOffsets returns the stored next offset of each of tps that has
-	// a row for group; partitions without a row are absent.
-	LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error)
+	// LoadOffsets returns what is stored for each of tps that has a row
+	// for group (next offset, leader epoch, topic id); partitions without
+	// a row are absent.
+	LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]tick.StoredOffset, error)
 }
 
 // Consumer is one member of the consumer group: it fetches tick records,
 // decodes them and hands them to a Queue as Chunks. Build it with New, run it
 // with Run, stop it with Stop.
 type Consumer struct {
-	cfg     Config
-	q       Queue
-	offsets OffsetStore
-	dec     *tick.Decoder // poll goroutine only
-	opts    []kgo.Opt
-	log     *zap.Logger
-	m       *metrics
+	cfg       Config
+	q         Queue
+	offsets   OffsetStore
+	dec       *tick.Decoder // poll goroutine only
+	maxRecord int           // MDS_TICK_MAX_RECORD_BYTES
+	opts      []kgo.Opt
+	log       *zap.Logger
+	m         *metrics
 
 	// handoff is held by the poll loop around each Submit attempt and by
 	// OnPartitionsAssigned, so that a chunk built under one assignment of
@@ -79,8 +82,10 @@ type Consumer struct {
 
 	fences map[tick.TopicPartition]uint64 // told by Fenced, not yet handled: assignment generation; under mu
 
-	resyncTries int       // failed reads in a row for fenced partitions; poll goroutine only
-	resyncAt    time.Time // next read; poll goroutine only
+	moveTries *backoff.ExponentialBackOff // waits between failed moves; poll goroutine only
+	moveAt    time.Time                   // next move attempt; poll goroutine only
+
+	adm *kadm.Client // on the member's client (never closed on its own); set by admHook
 
 	commitKick chan struct{} // size 1: Ack wakes the committer
 
@@ -95,13 +100,6 @@ type Consumer struct {
 	stop     chan struct{} // closed by Stop
 	done     chan struct{} // closed when Run returns
 	stopErr  error         // written before done is closed
-}
-
-// partState is what the member knows of one assigned partition.
-type partState struct {
-	gen    uint64 // which assignment (or resync) this is
-	from   int64  // From of the next chunk: the offset the database should hold, -1 for no row
-	resync bool   // fenced: paused and fed nothing until resync moves it
 }
 
 // New returns a Consumer for cfg. opts carry the broker connection (seeds,
@@ -123,6 +121,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		q:          q,
 		offsets:    offsets,
 		dec:        tick.NewDecoder(limits),
+		maxRecord:  limits.MaxRecordBytes,
 		opts:       opts,
 		log:        log.Named("consume"),
 		m:          m,
@@ -134,6 +133,7 @@ func New(cfg Config, q Queue, offsets OffsetStore, limits tick.Limits, opts []kg
 		fences:     make(map[tick.TopicPartition]uint64),
 		lagEvery:   lagEvery,
 		commitKick: make(chan struct{}, 1),
+		moveTries:  offsetRetry.Backoff(),
 		decodeLog:  sometimes{every: time.Second},
 		warnLog:    sometimes{every: 10 * time.Second},
 		stop:       make(chan struct{}),
@@ -193,12 +193,13 @@ func (c *Consumer) Run(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
+		kgo.WithHooks(admHook{c}),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("creating kafka client: %w", err)
 	}
-	adm := kadm.NewClient(cl) // shares cl: never closed on its own
+	adm := c.adm // set by admHook before the client started anything
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
@@ -272,3 +273,10 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		return fmt.Errorf("stopping consumer: %w", ctx.Err())
 	}
 }
+
+// admHook gives the consumer an admin client on its own Kafka client as
+// the client is built, before any of its goroutines (and so any group
+// callback) runs.
+type admHook struct{ c *Consumer }
+
+func (h admHook) OnNewClient(cl *kgo.Client) { h.c.adm = kadm.NewClient(cl) }

@@ -2,6 +2,7 @@ package consume
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -324,6 +325,8 @@ func TestBadRecordsBecomeDeadLetters(t *testing.T) {
 		3: `not json`,
 		4: `{"ts":"2026-01-02T15:04:05Z","symbol":"","price":1}`,
 		7: `{"ts":"2026-01-02T15:04:05Z","symbol":"AAPL","price":1,"venue":"` + strings.Repeat("x", 300) + `"}`,
+		// Far larger than the limit: its dead letter keeps a prefix and a hash.
+		8: `{"ts":"2026-01-02T15:04:05Z","symbol":"AAPL","price":1,"venue":"` + strings.Repeat("y", 5000) + `"}`,
 	}
 	c.produce(1, 10, func(p int32, i int) string {
 		if v, ok := bad[i]; ok {
@@ -339,7 +342,7 @@ func TestBadRecordsBecomeDeadLetters(t *testing.T) {
 	if err := db.exactlyOnce(map[tick.TopicPartition]int{tp(0): 10}, nil); err != nil {
 		t.Fatal(err)
 	}
-	wantReason := map[int64]string{3: tick.ReasonDecode, 4: tick.ReasonInvalid, 7: tick.ReasonTooLarge}
+	wantReason := map[int64]string{3: tick.ReasonDecode, 4: tick.ReasonInvalid, 7: tick.ReasonTooLarge, 8: tick.ReasonTooLarge}
 	db.mu.Lock()
 	dead := append([]tick.DeadLetter(nil), db.dead...)
 	db.mu.Unlock()
@@ -347,11 +350,19 @@ func TestBadRecordsBecomeDeadLetters(t *testing.T) {
 		t.Fatalf("%d dead letters, want %d: %+v", len(dead), len(wantReason), dead)
 	}
 	for _, d := range dead {
-		if d.Reason != wantReason[d.Offset] || d.Err == "" || string(d.Value) != bad[int(d.Offset)] || d.TopicPartition != tp(0) {
+		value := bad[int(d.Offset)]
+		if d.Offset == 8 {
+			value = value[:tooLargePrefix]
+			sum := fmt.Sprintf("%x", sha256.Sum256([]byte(bad[8])))
+			if !strings.Contains(d.Err, sum) || !strings.Contains(d.Err, fmt.Sprintf("record of %d bytes", len(bad[8]))) || !strings.Contains(d.Err, "market.ticks/0@8") {
+				t.Errorf("too_large dead letter error %q lacks the size, the value's sha256 %s or where the record is", d.Err, sum)
+			}
+		}
+		if d.Reason != wantReason[d.Offset] || d.Err == "" || string(d.Value) != value || d.TopicPartition != tp(0) {
 			t.Errorf("dead letter at %d: reason %q err %q value %q", d.Offset, d.Reason, d.Err, d.Value)
 		}
 	}
-	for reason, want := range map[string]float64{tick.ReasonDecode: 1, tick.ReasonInvalid: 1, tick.ReasonTooLarge: 1} {
+	for reason, want := range map[string]float64{tick.ReasonDecode: 1, tick.ReasonInvalid: 1, tick.ReasonTooLarge: 2} {
 		if got := m.metric(t, "mds_consumer_decode_errors_total", "reason="+reason); got != want {
 			t.Errorf("decode errors %s = %v, want %v", reason, got, want)
 		}
@@ -631,7 +642,7 @@ func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
 	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 3 {
 		t.Errorf("mds_consumer_resyncs_total = %v, want 3", got)
 	}
-	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 3 {
+	if got := logs.FilterMessage("partition moved back to the stored offset after a fence").Len(); got != 3 {
 		t.Errorf("%d resync warnings, want 3", got)
 	}
 	if !m.c.Ready() {
@@ -694,7 +705,7 @@ func TestFencedLastChunkResyncsWithoutNewRecords(t *testing.T) {
 	if got := m.metric(t, "mds_consumer_resyncs_total"); got != 1 {
 		t.Errorf("mds_consumer_resyncs_total = %v, want 1", got)
 	}
-	if got := logs.FilterMessage("partition resynced to the stored offset").Len(); got != 1 {
+	if got := logs.FilterMessage("partition moved back to the stored offset after a fence").Len(); got != 1 {
 		t.Errorf("%d resync warnings, want 1", got)
 	}
 }
@@ -726,7 +737,7 @@ func TestFenceToldAndRefusedResyncsOnce(t *testing.T) {
 	if !slices.Equal(revoked, []tick.TopicPartition{tp(0), tp(1)}) {
 		t.Errorf("revoked %v, want partitions 0 and 1 once each", revoked)
 	}
-	if got := c.resyncing(); len(got) != 2 {
+	if got := c.waiting(); len(got) != 2 {
 		t.Errorf("%v waiting for a resync, want partitions 0 and 1", got)
 	}
 }

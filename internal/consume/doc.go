@@ -12,7 +12,7 @@
 //
 // Every chunk covers the offsets [From, Next) of one partition. From is the
 // next offset the member expects the database to hold for the partition:
-// the stored offset for the first chunk after an assignment or a resync
+// the stored offset for the first chunk after an assignment or a move
 // (-1 when the partition has no row), and the previous chunk's Next after that. Chunks
 // of a partition are submitted in offset order. Records carry their Kafka
 // key, value (copied out of franz-go's fetch buffers), timestamp and offset;
@@ -23,21 +23,63 @@
 // # Offsets and exactly once
 //
 // Auto-commit is off. On assignment, franz-go's AdjustFetchOffsetsFn reads
-// the stored offsets and seeks every partition that has a row to it;
-// partitions without a row start where franz-go would (the Kafka committed
-// offset, else MDS_KAFKA_START_OFFSET). If the database cannot be read, the
-// read is retried with backoff (counted in
-// mds_consumer_offset_load_errors_total) for as long as the group session
-// lasts: the member keeps heartbeating and fetches nothing for those
-// partitions, so an outage delays them and never skips data. The database's
-// compare-and-set on From, not this package, fences a zombie member.
+// the stored offsets (next offset, leader epoch of the last record written,
+// Kafka topic id) and the topics' ids, and seeks every partition that has a
+// row to it, with the stored epoch, so that franz-go checks with the broker
+// (OffsetForLeaderEpoch, KIP-320) that the log was not truncated below it.
+// Partitions without a row start where franz-go would: the Kafka committed
+// offset, else MDS_KAFKA_START_OFFSET (kgo.ConsumeStartOffset: it applies
+// only to a partition never seen). If the database cannot be read, the read
+// is retried with backoff (counted in mds_consumer_offset_load_errors_total)
+// for as long as the group session lasts: the member keeps heartbeating and
+// fetches nothing for those partitions, so an outage delays them and never
+// skips data. The database's compare-and-set on From, not this package,
+// fences a zombie member.
 //
 // After each database commit the coordinator calls Ack; the next offsets
 // are then committed to Kafka in the background (one commit at a time,
 // newer acks coalescing), for lag tooling only. Failed commits are counted
 // and retried with the next one.
 //
-// # Resync after a fence
+// # Nothing is skipped without a trace
+//
+// Each assigned partition has one owner of its facts (partState): From,
+// the offset the database holds; its position in Kafka; the gaps its next
+// chunk must record. The two differ only after a jump the member records.
+// The rule:
+//
+//   - Records before the position (fetched again, or from before a move)
+//     are trimmed, never the whole batch dropped; counted in
+//     mds_consumer_skipped_offsets_total{reason="before_position"}.
+//   - Offsets after the position that Kafka does not deliver while they
+//     are in the log (transaction markers, aborted records under
+//     read_committed, compacted keys) are normal: counted as
+//     not_delivered, never recorded as lost.
+//   - Offsets below the partition's log start (retention or DeleteRecords
+//     passed the position) are lost: a tick.Gap with reason log_start.
+//     The fetch reports the log start, and franz-go never resets a
+//     position by itself (kgo.NoResetOffset): an OffsetOutOfRange marks the
+//     partition for a move, and the poll loop lists the log's start and end
+//     offsets and decides (placeOutOfRange). MDS_KAFKA_ON_LOST_DATA=earliest
+//     (the default) records the gap and resumes at the log start; fail makes
+//     Run return an error naming the partition and the range.
+//   - A position past the log end (the log lost records under it) is a gap
+//     with reason truncated. With a stored leader epoch franz-go locates
+//     where the log diverged and resumes there (ErrDataLoss); without one
+//     the member re-reads from the log start rather than skip anything
+//     (rows below the old end may then be stored twice: the gap says which
+//     offsets).
+//   - A topic whose id differs from the one stored (deleted and created
+//     again) is a new log: the stored offset is void, the partition starts
+//     as one never seen, and a gap with reason topic_recreated says why.
+//
+// A gap travels with the partition's next chunk and is written to
+// mds_offset_gaps in the same transaction that moves the stored offset past
+// it (the store counts it in mds_consumer_offset_gaps_total and
+// mds_consumer_lost_records_total and logs it at error level), so a gap is
+// recorded exactly when the data after it is.
+//
+// # Moves after a fence
 //
 // A partition can be fenced while the group still gives it to this member:
 // the member took it over and seeked to the stored offset S, then the
@@ -48,25 +90,21 @@
 // Fenced (the Consumer is a coordinator.Fencer), which only notes the
 // partition with its assignment generation. The member notices the fence at
 // its next poll round, or earlier if the partition's next Submit fails with
-// coordinator.ErrRevoked (a notice for an older generation, or for a
-// partition already waiting for its resync, is ignored). So a fenced
-// partition is resynced at the next poll round even when no new record
-// arrives or backpressure pauses it. The member resyncs the partition
-// instead of failing: it drops any chunk built for it, revokes it from the
-// queue (waiting for its in-flight write), and after a poll (while no
-// rebalance can run; one attempt lasts at most 2 s) reads the stored offset,
-// moves the client's fetch position there with SetOffsets (which discards
-// fetches buffered before), makes it the From of the next chunk and assigns
-// the partition to the queue again; partitions fenced together are read and
-// moved together. Without a row the partition starts where a new assignment
-// would (the Kafka committed offset, else MDS_KAFKA_START_OFFSET) with From
-// -1. Until a read succeeds the partition is paused and fed nothing; a
-// failed read is retried with backoff (counted in
-// mds_consumer_offset_load_errors_total); each resync is counted in
-// mds_consumer_resyncs_total and logged as a warning. A member that is
-// itself the zombie resyncs too, and is fenced again, until the group takes
-// the partition away. Any other refusal by the queue of a partition still
-// assigned fails Run.
+// coordinator.ErrRevoked. It moves the partition instead of failing: it
+// drops any chunk built for it, revokes it from the queue (waiting for its
+// in-flight write), and after a poll (while no rebalance can run; one
+// attempt lasts at most 2 s) reads the stored offset, moves the client's
+// fetch position there with SetOffsets (which discards fetches buffered
+// before), makes it the From of the next chunk and assigns the partition to
+// the queue again. Without a row the partition starts where a new
+// assignment would (the Kafka committed offset, else
+// MDS_KAFKA_START_OFFSET) with From -1. Until a move succeeds the
+// partition is paused and fed nothing; a failed read is retried with
+// backoff (counted in mds_consumer_offset_load_errors_total); each move
+// after a fence is counted in mds_consumer_resyncs_total and logged as a
+// warning. A member that is itself the zombie is moved too, and fenced
+// again, until the group takes the partition away. Any other refusal by
+// the queue of a partition still assigned fails Run.
 //
 // # Rebalances
 //
@@ -137,7 +175,7 @@
 //   - mds_consumer_decode_errors_total{reason}: dead-lettered records, by
 //     reason (decode, invalid, too_large).
 //   - mds_consumer_paused_partitions: partitions paused by backpressure or
-//     waiting for a resync.
+//     waiting for a move.
 //   - mds_consumer_assigned_partitions: partitions assigned to this member.
 //   - mds_consumer_rebalances_total{event}: assigned, revoked, lost.
 //   - mds_consumer_lag_records: end offset (high watermark) minus the next
@@ -150,7 +188,12 @@
 //     (the first of a run of failures is logged).
 //   - mds_consumer_commit_errors_total: failed Kafka commits.
 //   - mds_consumer_offset_load_errors_total: failed reads of stored offsets
-//     (on assignment or resync).
+//     (on assignment or a move).
 //   - mds_consumer_resyncs_total: fenced partitions moved back to their
 //     stored offset.
+//   - mds_consumer_skipped_offsets_total{reason}: offsets not handed on:
+//     before_position (trimmed), not_delivered (normal gaps).
+//
+// franz-go's own log goes through zap (plugin/kzap) and its client metrics
+// are exported as mds_kgo_* (plugin/kprom); both are wired by package app.
 package consume

@@ -22,13 +22,20 @@ type fakeDB struct {
 	fenced   int
 	failLoad int // LoadOffsets fails this many more times
 	loads    int
+	gaps     map[tick.TopicPartition][]tick.Gap // recorded with the writes
+	epochs   map[tick.TopicPartition]int32      // stored leader epochs
+	topicIDs map[tick.TopicPartition][16]byte   // stored topic ids
 }
 
 func newFakeDB() *fakeDB {
-	return &fakeDB{offsets: make(map[tick.TopicPartition]int64), written: make(map[tick.TopicPartition][]int64)}
+	return &fakeDB{
+		offsets: make(map[tick.TopicPartition]int64), written: make(map[tick.TopicPartition][]int64),
+		gaps: make(map[tick.TopicPartition][]tick.Gap), epochs: make(map[tick.TopicPartition]int32),
+		topicIDs: make(map[tick.TopicPartition][16]byte),
+	}
 }
 
-func (db *fakeDB) LoadOffsets(_ context.Context, _ string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error) {
+func (db *fakeDB) LoadOffsets(_ context.Context, _ string, tps []tick.TopicPartition) (map[tick.TopicPartition]tick.StoredOffset, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.loads++
@@ -36,10 +43,14 @@ func (db *fakeDB) LoadOffsets(_ context.Context, _ string, tps []tick.TopicParti
 		db.failLoad--
 		return nil, errors.New("database unavailable")
 	}
-	out := make(map[tick.TopicPartition]int64)
+	out := make(map[tick.TopicPartition]tick.StoredOffset)
 	for _, tp := range tps {
 		if off, ok := db.offsets[tp]; ok {
-			out[tp] = off
+			epoch, ok := db.epochs[tp]
+			if !ok {
+				epoch = -1
+			}
+			out[tp] = tick.StoredOffset{Next: off, LeaderEpoch: epoch, TopicID: db.topicIDs[tp]}
 		}
 	}
 	return out, nil
@@ -56,6 +67,9 @@ func (db *fakeDB) write(ch *tick.Chunk) bool {
 		return false
 	}
 	db.offsets[ch.TopicPartition] = ch.Next
+	db.epochs[ch.TopicPartition] = ch.LeaderEpoch
+	db.topicIDs[ch.TopicPartition] = ch.TopicID
+	db.gaps[ch.TopicPartition] = append(db.gaps[ch.TopicPartition], ch.Gaps...)
 	all := make([]int64, 0, ch.Size())
 	for _, r := range ch.Records {
 		all = append(all, r.Offset)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
@@ -27,16 +28,18 @@ func polledRecords(p int32, from, n int64) []*kgo.Record {
 func TestRecordsPolledBeforeAReassignmentAreNotHandedOn(t *testing.T) {
 	db := newFakeDB()
 	q := newFakeQueue(db)
-	c, err := New(testConfig("g-handoff"), q, db, tick.DefaultLimits(), []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, zaptest.NewLogger(t), prometheus.NewRegistry())
+	kc := newCluster(t, 2)
+	c, err := New(testConfig("g-handoff"), q, db, tick.DefaultLimits(), []kgo.Opt{kgo.SeedBrokers(kc.seeds...)}, zaptest.NewLogger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	q.acker = c
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.seeds...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	c.adm = kadm.NewClient(cl) // as admHook does for the member's own client
 	ctx := context.Background()
 	c.onAssigned(ctx, cl, map[string][]int32{topic: {0, 1}})
 	db.offsets[tp(0)], db.offsets[tp(1)] = 0, 0

@@ -110,8 +110,8 @@ func (c *Consumer) publishLag() {
 			delete(c.ends, tp)
 			continue
 		}
-		if st.from >= 0 {
-			sum += max(0, end-st.from)
+		if st.pos >= 0 {
+			sum += max(0, end-st.pos)
 		}
 	}
 	c.mu.Unlock()

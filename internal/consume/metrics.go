@@ -20,7 +20,14 @@ type metrics struct {
 	offsetLoadErr prometheus.Counter
 	resyncs       prometheus.Counter
 	lagErrors     prometheus.Counter
+	skipped       *prometheus.CounterVec // offsets not handed on, by reason
 }
+
+// Reasons of mds_consumer_skipped_offsets_total.
+const (
+	skipBeforePosition = "before_position" // fetched records before the partition's position: trimmed
+	skipNotDelivered   = "not_delivered"   // offsets Kafka did not deliver: transaction markers, aborted records, compaction
+)
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	counter := func(name, help string) prometheus.Counter {
@@ -55,13 +62,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			"Failed reads of the stored offsets, on partition assignment or resync; each is retried."),
 		lagErrors: counter("mds_consumer_lag_refresh_errors_total",
 			"Failed listings of end offsets for mds_consumer_lag_records; each is retried at the next refresh."),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mds_consumer_skipped_offsets_total",
+			Help: "Offsets not handed on, by reason: before_position (records fetched again before the partition's position, trimmed), not_delivered (transaction markers, aborted records, compacted keys: normal gaps).",
+		}, []string{"reason"}),
 		resyncs: counter("mds_consumer_resyncs_total",
 			"Partitions moved back to their stored offset after the database fenced them while they stayed assigned."),
 	}
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge} {
 		m.decodeErrors.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr, m.resyncs, m.lagErrors} {
+	m.skipped.WithLabelValues(skipBeforePosition)
+	m.skipped.WithLabelValues(skipNotDelivered)
+	for _, c := range []prometheus.Collector{m.skipped, m.records, m.decodeErrors, m.paused, m.assigned, rebalances, m.lag, m.commitErrors, m.offsetLoadErr, m.resyncs, m.lagErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -40,7 +40,7 @@ func PausePlan(level backpressure.Level, assigned []tick.TopicPartition, depths 
 }
 
 // reconcilePauses makes the client's paused set equal the plan for the
-// current level, plus the partitions waiting for a resync. It resumes every
+// current level, plus the partitions waiting for a move. It resumes every
 // paused partition outside that set, those no longer assigned included:
 // franz-go keeps pauses across assignments (issues #507, #1272), so a
 // partition paused, revoked and assigned again would otherwise never be
@@ -56,8 +56,8 @@ func (c *Consumer) reconcilePauses(cl *kgo.Client) (paused int) {
 		c.q.PartitionDepths(c.depths)
 	}
 	want := PausePlan(level, assigned, c.depths)
-	for _, tp := range c.resyncing() {
-		want[tp] = true // fetched again once resync has moved it
+	for _, tp := range c.waiting() {
+		want[tp] = true // fetched again once moved
 	}
 
 	var pause, resume map[string][]int32

@@ -3,13 +3,13 @@ package consume
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/market-data-store/mds/internal/retry"
 	"github.com/market-data-store/mds/internal/tick"
 )
 
@@ -27,7 +27,7 @@ func (c *Consumer) onAssigned(_ context.Context, cl *kgo.Client, assigned map[st
 	c.mu.Lock()
 	for _, tp := range tps {
 		c.gen++
-		c.parts[tp] = &partState{gen: c.gen, from: -1}
+		c.parts[tp] = &partState{gen: c.gen, from: -1, pos: -1}
 		delete(c.acked, tp) // from an earlier assignment
 	}
 	n := len(c.parts)
@@ -108,10 +108,14 @@ func (c *Consumer) forget(tps []tick.TopicPartition) {
 }
 
 // adjustOffsets is the AdjustFetchOffsetsFn: it seeks each newly assigned
-// partition that has a stored offset to it, and records the From of the
-// partition's first chunk (the stored offset, or -1 without a row).
-// Partitions without a row keep the offset franz-go chose: the Kafka
-// committed offset, else MDS_KAFKA_START_OFFSET.
+// partition that has a stored offset to it, with the stored leader epoch
+// (so that franz-go detects a log truncated below it, KIP-320), and records
+// the From of the partition's first chunk (the stored offset, or -1 without
+// a row). Partitions without a row keep the offset franz-go chose: the
+// Kafka committed offset, else MDS_KAFKA_START_OFFSET. A stored offset
+// read from a topic whose id has changed since (deleted and created again)
+// is void: the partition starts as one never seen, and the first chunk
+// records why (locate).
 //
 // A failed read is retried with backoff until it succeeds or franz-go
 // cancels ctx (the session is ending). Meanwhile the member heartbeats and
@@ -127,10 +131,20 @@ func (c *Consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 			tps = append(tps, tick.TopicPartition{Topic: topic, Partition: p})
 		}
 	}
-	var stored map[tick.TopicPartition]int64
+	// Where franz-go would start a partition without a row: an exact
+	// committed offset, or -1 for a start offset it resolves itself.
+	chosen := func(_ context.Context, missing []tick.TopicPartition) (map[tick.TopicPartition]int64, error) {
+		out := make(map[tick.TopicPartition]int64, len(missing))
+		for _, tp := range missing {
+			out[tp] = max(offsets[tp.Topic][tp.Partition].EpochOffset().Offset, -1)
+		}
+		return out, nil
+	}
+	var places map[tick.TopicPartition]placement
+	bo := offsetRetry.Backoff()
 	for attempt := 1; ; attempt++ {
 		var err error
-		stored, err = c.offsets.LoadOffsets(ctx, c.cfg.Group, tps)
+		places, err = c.locate(ctx, c.adm, tps, chosen)
 		if err == nil {
 			break
 		}
@@ -138,45 +152,32 @@ func (c *Consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 			return nil, ctx.Err() // franz-go ignores it: the session is revoking or leaving
 		}
 		c.m.offsetLoadErr.Inc()
-		wait := retryDelay(attempt)
-		c.log.Warn("loading stored offsets; partitions wait", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Int("partitions", len(tps)))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := bo.NextBackOff()
+		c.log.Warn("reading where assigned partitions start; they wait", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("retry_in", wait), zap.Int("partitions", len(tps)))
+		if !retry.Sleep(ctx, wait) {
 			return nil, ctx.Err()
-		case <-t.C:
 		}
 	}
 
+	seeked := 0
 	c.mu.Lock()
-	for _, tp := range tps {
-		st := c.parts[tp]
-		if st == nil {
-			continue
+	for tp, p := range places {
+		if st := c.parts[tp]; st != nil {
+			c.place(st, p)
 		}
-		if off, ok := stored[tp]; ok {
-			st.from = off
-		} else {
-			st.from = -1
+		if p.seek < 0 {
+			continue // franz-go's start offset
 		}
+		o := kgo.NewOffset().At(p.seek)
+		if p.epoch >= 0 {
+			o = o.WithEpoch(p.epoch)
+		}
+		offsets[tp.Topic][tp.Partition] = o
+		seeked++
 	}
 	c.mu.Unlock()
-	for tp, off := range stored {
-		if parts := offsets[tp.Topic]; parts != nil {
-			if _, ok := parts[tp.Partition]; ok {
-				parts[tp.Partition] = kgo.NewOffset().At(off) // epoch -1: no data-loss check against a stale epoch
-			}
-		}
-	}
-	c.log.Info("seeking to stored offsets", zap.Int("partitions", len(tps)), zap.Int("stored", len(stored)))
+	c.log.Info("seeking to stored offsets", zap.Int("partitions", len(tps)), zap.Int("seeked", seeked))
 	return offsets, nil
-}
-
-// retryDelay is 100ms doubled per attempt, at most 5s.
-func retryDelay(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt-1, 6)
-	return min(d, 5*time.Second)
 }
 
 // takeAcked removes and returns the acknowledged offsets of tps, or of every

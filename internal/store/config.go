@@ -27,6 +27,10 @@ type Config struct {
 	// Group is the consumer group whose offsets this member writes. It is
 	// set from MDS_KAFKA_GROUP by the integrator.
 	Group string
+	// Topics are the topics consumed, set from MDS_KAFKA_TOPICS by the
+	// integrator, so that the gap metrics of each exist (at 0) from the
+	// start and alerts can rely on them.
+	Topics []string
 	// Workers is the number of coordinator workers, set from
 	// MDS_COORDINATOR_WORKERS by the integrator; it sizes the pool when
 	// MaxConns is 0.

@@ -12,7 +12,8 @@ import (
 
 // DeadLetterRow is one row of mds_dead_letters.
 type DeadLetterRow struct {
-	ID int64
+	ID            int64
+	ConsumerGroup string // the group whose consumer stored it ("" before groups were recorded)
 	tick.DeadLetter
 	CreatedAt  time.Time
 	ReplayedAt *time.Time // nil until MarkReplayed
@@ -21,6 +22,7 @@ type DeadLetterRow struct {
 // DeadLetterFilter selects dead letters; the zero value selects the first
 // DefaultDeadLetterLimit of all of them.
 type DeadLetterFilter struct {
+	Group     string // "" for any
 	Topic     string // "" for any
 	Partition *int32 // nil for any
 	Reason    string // "" for any; one of the tick.Reason constants
@@ -34,7 +36,7 @@ type DeadLetterFilter struct {
 // filter sets none.
 const DefaultDeadLetterLimit = 100
 
-const deadLetterColumns = `id, topic, partition, "offset", key, value, reason, error, created_at, replayed_at`
+const deadLetterColumns = `id, consumer_group, topic, partition, "offset", key, value, reason, error, created_at, replayed_at`
 
 // ListDeadLetters returns the dead letters matching f, in id order.
 func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetterRow, error) {
@@ -48,8 +50,9 @@ func (s *Store) ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]Dead
 		  AND ($3::text = '' OR reason = $3)
 		  AND id >= $4 AND ($5::int8 = 0 OR id <= $5)
 		  AND (NOT $6::bool OR replayed_at IS NULL)
+		  AND ($8::text = '' OR consumer_group = $8)
 		ORDER BY id
-		LIMIT $7`, f.Topic, f.Partition, f.Reason, f.MinID, f.MaxID, f.Pending, limit)
+		LIMIT $7`, f.Topic, f.Partition, f.Reason, f.MinID, f.MaxID, f.Pending, limit, f.Group)
 }
 
 // DeadLetters returns the dead letters with the given ids, in id order;
@@ -77,7 +80,7 @@ func (s *Store) queryDeadLetters(ctx context.Context, sql string, args ...any) (
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DeadLetterRow, error) {
 		var d DeadLetterRow
-		err := row.Scan(&d.ID, &d.Topic, &d.Partition, &d.Offset, &d.Key, &d.Value,
+		err := row.Scan(&d.ID, &d.ConsumerGroup, &d.Topic, &d.Partition, &d.Offset, &d.Key, &d.Value,
 			&d.Reason, &d.Err, &d.CreatedAt, &d.ReplayedAt)
 		return d, err
 	})

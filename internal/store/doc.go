@@ -24,7 +24,18 @@
 //     The encoding assumes the column types of the migrations: a ticks
 //     table altered to other types fails the write with a permanent error
 //     (never dead letters).
-//  3. The dead letters of the batch's chunks into mds_dead_letters.
+//  3. The dead letters of the batch's chunks into mds_dead_letters, keyed by
+//     the consumer group: unique per (group, topic, partition, offset). A
+//     dead letter the group already holds for its record (a topic recreated
+//     under the same name reuses offsets) is skipped, counted in
+//     mds_dead_letters_conflicts_total and logged.
+//  4. The gaps the chunks move past (tick.Gap: records gone from Kafka)
+//     into mds_offset_gaps, so a gap is recorded exactly when the stored
+//     offset moves past it; on commit each is counted and logged at error
+//     level.
+//
+// The offset row also keeps the leader epoch of the range's last record and
+// the Kafka topic id, which the consumer seeks and checks with.
 //
 // When COPY fails with a data error (SQLSTATE class 22 or 23), Write finds
 // the bad rows by bisecting the batch under savepoints of the same
@@ -42,8 +53,9 @@
 // statements do, including on the offset row lock of a concurrent writer of
 // the same partition; ctx bounds it.
 //
-// LoadOffsets returns the stored next offsets, for the consumer to seek to
-// on assignment.
+// LoadOffsets returns the stored next offsets with their leader epochs and
+// topic ids, for the consumer to seek to on assignment. ListGaps serves
+// processor gaps.
 //
 // # Schema and migrations
 //
@@ -60,11 +72,15 @@
 //	      price double precision NOT NULL, size, bid, ask, bid_size,
 //	      ask_size double precision, seq bigint)
 //	      indexes (symbol, ts DESC) and (ts DESC)
-//	mds_offsets(consumer_group, topic, partition, next_offset, updated_at)
+//	mds_offsets(consumer_group, topic, partition, next_offset,
+//	      leader_epoch, topic_id uuid, updated_at)
 //	      primary key (consumer_group, topic, partition)
-//	mds_dead_letters(id bigserial, topic, partition, "offset", key bytea,
-//	      value bytea, reason, error, created_at, replayed_at)
-//	      unique (topic, partition, "offset")
+//	mds_dead_letters(id bigserial, consumer_group, topic, partition,
+//	      "offset", key bytea, value bytea, reason, error, created_at,
+//	      replayed_at)
+//	      unique (consumer_group, topic, partition, "offset")
+//	mds_offset_gaps(id bigserial, consumer_group, topic, partition,
+//	      from_offset, to_offset, lost_records, reason, detail, detected_at)
 //
 // With the timescaledb extension (created when the server offers and
 // preloads it and MDS_TS_CREATE_EXTENSION allows), ticks becomes a
@@ -113,6 +129,9 @@
 // # Metrics
 //
 //	mds_dead_letters_total{reason}            dead letters committed (decode, invalid, too_large, rejected)
+//	mds_dead_letters_conflicts_total          dead letters skipped: the group already holds one for the record
+//	mds_consumer_offset_gaps_total{topic,reason}   gaps recorded (log_start, truncated, topic_recreated)
+//	mds_consumer_lost_records_total{topic,reason}  records those gaps lost
 //	mds_store_transactions_total{result}      write transactions: committed, fenced, rolled_back
 //	mds_store_copy_rows_total                 tick rows committed
 //	mds_store_pool_acquired_conns             connections in use

@@ -23,6 +23,10 @@ type metrics struct {
 	rolledBack  prometheus.Counter
 	rows        prometheus.Counter // tick rows committed
 
+	gaps                *prometheus.CounterVec // by topic, reason, counted on commit
+	lostRecords         *prometheus.CounterVec // by topic, reason, counted on commit
+	deadLetterConflicts prometheus.Counter
+
 	barsRefreshes      prometheus.Counter // bars_1m refresh statements by result
 	barsRefreshErrors  prometheus.Counter
 	barsRefreshBusy    prometheus.Counter
@@ -30,7 +34,7 @@ type metrics struct {
 	chunksCreated      prometheus.Counter // chunks of ticks created, from the catalog
 }
 
-func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) (*metrics, error) {
 	transactions := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_store_transactions_total",
 		Help: "Write transactions by result: committed, fenced (another member owns a partition), rolled_back (error).",
@@ -48,6 +52,18 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 			Help: "Tick rows committed to table ticks.",
 		}),
 	}
+	m.gaps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_consumer_offset_gaps_total",
+		Help: "Ranges of a partition moved past without their records because they are gone from Kafka (recorded in mds_offset_gaps), by topic and reason (log_start, truncated, topic_recreated); counted when their transaction commits.",
+	}, []string{"topic", "reason"})
+	m.lostRecords = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mds_consumer_lost_records_total",
+		Help: "Records that were ours to write and are gone from Kafka (see mds_offset_gaps), by topic and reason; counted when their gap is recorded.",
+	}, []string{"topic", "reason"})
+	m.deadLetterConflicts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mds_dead_letters_conflicts_total",
+		Help: "Dead letters not stored because the consumer group already holds one for the same topic, partition and offset (a recreated topic reuses offsets).",
+	})
 	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_store_bars_refreshes_total",
 		Help: "refresh_continuous_aggregate statements on bars_1m by result: ok, error, busy (TimescaleDB's policy was refreshing; retried next round).",
@@ -65,8 +81,15 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) (*metrics, error)
 	for _, r := range []string{tick.ReasonDecode, tick.ReasonInvalid, tick.ReasonTooLarge, tick.ReasonRejected} {
 		m.deadLetters.WithLabelValues(r)
 	}
+	for _, t := range topics {
+		for _, r := range []string{tick.GapLogStart, tick.GapTruncated, tick.GapTopicRecreated} {
+			m.gaps.WithLabelValues(t, r)
+			m.lostRecords.WithLabelValues(t, r)
+		}
+	}
 	cs := []prometheus.Collector{
-		m.deadLetters, transactions, m.rows, refreshes, m.barsRefreshSeconds, m.chunksCreated,
+		m.deadLetters, transactions, m.rows, m.gaps, m.lostRecords, m.deadLetterConflicts,
+		refreshes, m.barsRefreshSeconds, m.chunksCreated,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mds_store_pool_acquired_conns",
 			Help: "Database connections currently in use.",

@@ -44,7 +44,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger, reg prometheus.Regis
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
 	}
-	m, err := newMetrics(reg, pool)
+	m, err := newMetrics(reg, pool, cfg.Topics)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("registering store metrics: %w", err)

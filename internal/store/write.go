@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/internal/tick"
 )
@@ -19,17 +21,26 @@ import (
 // stale expectation). Both leave the row locked by this transaction, so two
 // writers of one partition serialize and the later one re-reads the row
 // after the earlier commits, sees the moved offset and gets 0 rows.
+//
+// Both also store the leader epoch of the range's last record and the
+// topic id it was read from ($5, $6), which the consumer seeks with.
 const (
-	insertOffsetSQL = `INSERT INTO mds_offsets (consumer_group, topic, partition, next_offset, updated_at)
-VALUES ($1, $2, $3, $4, now())
+	insertOffsetSQL = `INSERT INTO mds_offsets (consumer_group, topic, partition, next_offset, leader_epoch, topic_id, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, now())
 ON CONFLICT (consumer_group, topic, partition) DO NOTHING`
-	updateOffsetSQL = `UPDATE mds_offsets SET next_offset = $4, updated_at = now()
-WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5`
+	updateOffsetSQL = `UPDATE mds_offsets SET next_offset = $4, leader_epoch = $5, topic_id = $6, updated_at = now()
+WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $7`
 )
 
-const insertDeadLetterSQL = `INSERT INTO mds_dead_letters (topic, partition, "offset", key, value, reason, error)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (topic, partition, "offset") DO NOTHING`
+// A dead letter is unique per consumer group and record. A conflict means
+// the record is stored already (a topic recreated under the same name
+// reuses offsets); it is skipped, counted and logged, never silent.
+const insertDeadLetterSQL = `INSERT INTO mds_dead_letters (consumer_group, topic, partition, "offset", key, value, reason, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (consumer_group, topic, partition, "offset") DO NOTHING`
+
+const insertGapSQL = `INSERT INTO mds_offset_gaps (consumer_group, topic, partition, from_offset, to_offset, lost_records, reason, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
 // Write stores a batch in one transaction: the offset compare-and-set of
 // every partition the batch covers, the tick rows (COPY), and the dead
@@ -59,14 +70,36 @@ func (s *Store) Write(ctx context.Context, b *tick.Batch) error {
 	for reason, n := range res.dead {
 		s.m.deadLetters.WithLabelValues(reason).Add(float64(n))
 	}
+	if res.duplicateDead > 0 {
+		s.m.deadLetterConflicts.Add(float64(res.duplicateDead))
+		s.log.Warn("dead letters already stored for their records were skipped (a topic recreated under the same name reuses offsets)",
+			zap.Int("skipped", res.duplicateDead))
+	}
+	s.gapsCommitted(b)
 	return nil
+}
+
+// gapsCommitted counts and logs the gaps of a committed batch: each is a
+// range of a partition that will never be written.
+func (s *Store) gapsCommitted(b *tick.Batch) {
+	for _, c := range b.Chunks {
+		for _, g := range c.Gaps {
+			s.m.gaps.WithLabelValues(c.Topic, g.Reason).Inc()
+			s.m.lostRecords.WithLabelValues(c.Topic, g.Reason).Add(float64(g.Lost))
+			s.log.Error("moved past a gap in a partition; recorded in mds_offset_gaps",
+				zap.String("topic", c.Topic), zap.Int32("partition", c.Partition),
+				zap.Int64("from_offset", g.From), zap.Int64("to_offset", g.To), zap.Int64("lost_records", g.Lost),
+				zap.String("reason", g.Reason), zap.String("detail", g.Detail))
+		}
+	}
 }
 
 // writeResult is what one write transaction did.
 type writeResult struct {
-	fenced *tick.FencedError // set when the transaction was rolled back for fencing
-	rows   int64             // tick rows copied
-	dead   map[string]int    // dead letters inserted, by reason
+	fenced        *tick.FencedError // set when the transaction was rolled back for fencing
+	rows          int64             // tick rows copied
+	dead          map[string]int    // dead letters inserted, by reason
+	duplicateDead int               // dead letters skipped: already stored
 }
 
 func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (writeResult, error) {
@@ -91,7 +124,10 @@ func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (
 	if res.rows, err = copyRows(ctx, tx, b.Chunks, 0, b.Rows(), &rejected); err != nil {
 		return res, err
 	}
-	if res.dead, err = insertDeadLetters(ctx, tx, b.Chunks, rejected); err != nil {
+	if res.dead, res.duplicateDead, err = s.insertDeadLetters(ctx, tx, b.Chunks, rejected); err != nil {
+		return res, err
+	}
+	if err := s.insertGaps(ctx, tx, b.Chunks); err != nil {
 		return res, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -105,10 +141,11 @@ func (s *Store) write(ctx context.Context, b *tick.Batch, ranges []tick.Range) (
 func (s *Store) compareAndSetOffsets(ctx context.Context, tx pgx.Tx, ranges []tick.Range) ([]tick.TopicPartition, error) {
 	var batch pgx.Batch
 	for _, r := range ranges {
+		id := topicID(r.TopicID)
 		if r.From < 0 {
-			batch.Queue(insertOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next)
+			batch.Queue(insertOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.LeaderEpoch, id)
 		} else {
-			batch.Queue(updateOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.From)
+			batch.Queue(updateOffsetSQL, s.cfg.Group, r.Topic, r.Partition, r.Next, r.LeaderEpoch, id, r.From)
 		}
 	}
 	br := tx.SendBatch(ctx, &batch)
@@ -183,15 +220,36 @@ func copyRows(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, lo, hi int, 
 	return n1 + n2, err
 }
 
+// topicID is a Kafka topic id as a uuid parameter: NULL when unknown.
+func topicID(id [16]byte) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: id != [16]byte{}} }
+
+// insertGaps records the gaps the chunks move past, in the transaction that
+// moves the stored offsets past them.
+func (s *Store) insertGaps(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk) error {
+	var batch pgx.Batch
+	for _, c := range chunks {
+		for _, g := range c.Gaps {
+			batch.Queue(insertGapSQL, s.cfg.Group, c.Topic, c.Partition, g.From, g.To, g.Lost, g.Reason, cleanText(g.Detail))
+		}
+	}
+	if batch.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, &batch).Close(); err != nil {
+		return fmt.Errorf("recording offset gaps: %w", err)
+	}
+	return nil
+}
+
 // insertDeadLetters inserts the dead letters of the chunks and the rejected
-// rows in one pipelined round trip and counts the inserted ones by reason.
-// A dead letter already stored for its topic/partition/offset is skipped
-// (the unique key keeps each record at most once in the table).
-func insertDeadLetters(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, rejected []tick.DeadLetter) (map[string]int, error) {
+// rows in one pipelined round trip and counts the inserted ones by reason,
+// and those skipped because the group already stored a dead letter for
+// their record (the unique key keeps each record at most once per group).
+func (s *Store) insertDeadLetters(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, rejected []tick.DeadLetter) (map[string]int, int, error) {
 	var batch pgx.Batch
 	var all []*tick.DeadLetter
 	queue := func(d *tick.DeadLetter) {
-		batch.Queue(insertDeadLetterSQL, d.Topic, d.Partition, d.Offset, d.Key, d.Value, d.Reason, cleanText(d.Err))
+		batch.Queue(insertDeadLetterSQL, s.cfg.Group, d.Topic, d.Partition, d.Offset, d.Key, d.Value, d.Reason, cleanText(d.Err))
 		all = append(all, d)
 	}
 	for _, c := range chunks {
@@ -203,22 +261,26 @@ func insertDeadLetters(ctx context.Context, tx pgx.Tx, chunks []*tick.Chunk, rej
 		queue(&rejected[i])
 	}
 	if len(all) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	br := tx.SendBatch(ctx, &batch)
 	counts := make(map[string]int, 2)
+	skipped := 0
 	for _, d := range all {
 		tag, err := br.Exec()
 		if err != nil {
 			_ = br.Close()
-			return nil, fmt.Errorf("inserting dead letter %s@%d: %w", d.TopicPartition, d.Offset, err)
+			return nil, 0, fmt.Errorf("inserting dead letter %s@%d: %w", d.TopicPartition, d.Offset, err)
 		}
 		counts[d.Reason] += int(tag.RowsAffected())
+		if tag.RowsAffected() == 0 {
+			skipped++
+		}
 	}
 	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("inserting dead letters: %w", err)
+		return nil, 0, fmt.Errorf("inserting dead letters: %w", err)
 	}
-	return counts, nil
+	return counts, skipped, nil
 }
 
 // cleanText makes s storable in a text column: PostgreSQL refuses NUL and
@@ -227,16 +289,17 @@ func cleanText(s string) string {
 	return strings.ToValidUTF8(strings.ReplaceAll(s, "\x00", `\x00`), "\uFFFD")
 }
 
-// LoadOffsets returns the stored next offset of each given partition of
-// group that has one. Partitions without a stored row are absent from the
-// map.
-func (s *Store) LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]int64, error) {
+// LoadOffsets returns what is stored for each given partition of group
+// that has a row: the next offset, the leader epoch of the last record
+// written and the topic id. Partitions without a stored row are absent
+// from the map.
+func (s *Store) LoadOffsets(ctx context.Context, group string, tps []tick.TopicPartition) (map[tick.TopicPartition]tick.StoredOffset, error) {
 	topics := make([]string, len(tps))
 	parts := make([]int32, len(tps))
 	for i, tp := range tps {
 		topics[i], parts[i] = tp.Topic, tp.Partition
 	}
-	rows, err := s.pool.Query(ctx, `SELECT o.topic, o.partition, o.next_offset
+	rows, err := s.pool.Query(ctx, `SELECT o.topic, o.partition, o.next_offset, o.leader_epoch, o.topic_id
 		FROM mds_offsets o
 		JOIN unnest($2::text[], $3::int4[]) AS w(topic, partition)
 		  ON o.topic = w.topic AND o.partition = w.partition
@@ -244,11 +307,16 @@ func (s *Store) LoadOffsets(ctx context.Context, group string, tps []tick.TopicP
 	if err != nil {
 		return nil, fmt.Errorf("loading offsets: %w", err)
 	}
-	out := make(map[tick.TopicPartition]int64, len(tps))
+	out := make(map[tick.TopicPartition]tick.StoredOffset, len(tps))
 	var tp tick.TopicPartition
-	var next int64
-	_, err = pgx.ForEachRow(rows, []any{&tp.Topic, &tp.Partition, &next}, func() error {
-		out[tp] = next
+	var so tick.StoredOffset
+	var id pgtype.UUID
+	_, err = pgx.ForEachRow(rows, []any{&tp.Topic, &tp.Partition, &so.Next, &so.LeaderEpoch, &id}, func() error {
+		so.TopicID = [16]byte{}
+		if id.Valid {
+			so.TopicID = id.Bytes
+		}
+		out[tp] = so
 		return nil
 	})
 	if err != nil {

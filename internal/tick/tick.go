@@ -80,13 +80,62 @@ type DeadLetter struct {
 // to hold for the partition (-1 when it expects no stored row), Next is the
 // offset after the last record. Records and Dead together hold every record
 // of that run that Kafka delivered.
+//
+// Gaps are the ranges of the partition the member moved past without
+// reading them because they are gone from Kafka (see Gap); they are
+// recorded in the same transaction that moves the stored offset past them.
+// TopicID is Kafka's id of the topic the records came from (zero when the
+// cluster did not tell); it is stored with the offset, so that a recreated
+// topic is recognised as a new log.
 type Chunk struct {
 	TopicPartition
 	From        int64
 	Next        int64
 	LeaderEpoch int32
+	TopicID     [16]byte
+	Gaps        []Gap
 	Records     []Record
 	Dead        []DeadLetter
+}
+
+// Gap reasons: why the member moved past offsets of a partition without
+// writing their records. The set is closed so that it can label metrics.
+const (
+	// GapLogStart: retention or DeleteRecords moved the log start past the
+	// stored offset; the records in between are gone.
+	GapLogStart = "log_start"
+	// GapTruncated: the log ends below the stored offset (unclean leader
+	// election, or a broker that lost data): the stored offset and the
+	// offsets below it back to From are re-read from the log as it is now.
+	GapTruncated = "truncated"
+	// GapTopicRecreated: the topic has another Kafka topic id than the one
+	// stored with the offset: the stored offset belonged to a deleted
+	// topic and is void; the new topic is read from its start offset.
+	GapTopicRecreated = "topic_recreated"
+)
+
+// Gap is a range of offsets of a partition that a chunk moves past
+// without their records: [From, To) for GapLogStart; for GapTruncated and
+// GapTopicRecreated, From is where reading resumes and To the stored
+// offset it replaces. Lost is the number of records that were ours to
+// write and will never be (To-From for GapLogStart; the records the log
+// lost under the stored offset for GapTruncated; 0 for GapTopicRecreated,
+// whose deleted tail is unknown). Detail says what was seen, for an
+// operator.
+type Gap struct {
+	From, To int64
+	Lost     int64
+	Reason   string
+	Detail   string
+}
+
+// StoredOffset is what the database holds for one partition: the next
+// offset to read, the leader epoch of the last record written (-1 when
+// unknown) and the topic id it was read from (zero when unknown).
+type StoredOffset struct {
+	Next        int64
+	LeaderEpoch int32
+	TopicID     [16]byte
 }
 
 // Size is what the chunk counts against the coordinator's capacity.
@@ -99,6 +148,7 @@ type Range struct {
 	From        int64
 	Next        int64
 	LeaderEpoch int32
+	TopicID     [16]byte
 }
 
 // Batch is the unit of one database transaction: chunks of one or more
@@ -127,7 +177,7 @@ func (b *Batch) Ranges() ([]Range, error) {
 		i, ok := idx[c.TopicPartition]
 		if !ok {
 			idx[c.TopicPartition] = len(out)
-			out = append(out, Range{TopicPartition: c.TopicPartition, From: c.From, Next: c.Next, LeaderEpoch: c.LeaderEpoch})
+			out = append(out, Range{TopicPartition: c.TopicPartition, From: c.From, Next: c.Next, LeaderEpoch: c.LeaderEpoch, TopicID: c.TopicID})
 			continue
 		}
 		r := &out[i]
@@ -136,6 +186,7 @@ func (b *Batch) Ranges() ([]Range, error) {
 		}
 		r.Next = c.Next
 		r.LeaderEpoch = c.LeaderEpoch
+		r.TopicID = c.TopicID
 	}
 	return out, nil
 }

@@ -39,9 +39,9 @@ func TestBatchRangesMergesContiguousChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Range{
-		{TopicPartition{"b", 3}, -1, 20, 2},
-		{TopicPartition{"a", 0}, 100, 110, 4},
-		{TopicPartition{"a", 1}, 7, 8, 0},
+		{TopicPartition{"b", 3}, -1, 20, 2, [16]byte{}},
+		{TopicPartition{"a", 0}, 100, 110, 4, [16]byte{}},
+		{TopicPartition{"a", 1}, 7, 8, 0, [16]byte{}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Ranges()\n got %+v\nwant %+v", got, want)
