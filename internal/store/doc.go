@@ -120,7 +120,8 @@
 // a round with a tick two hours late about 1 ms. A round holds an advisory
 // lock (pg_try_advisory_lock), so the instances of a deployment take turns;
 // a round that finds it taken, or meets TimescaleDB's policy refreshing
-// (55P03), keeps its ranges for the next round (result "busy"). Run also
+// (55P03; a statement counted with result "busy"), keeps its ranges for
+// the next round and logs no warning. Run also
 // counts the chunks of ticks created since it started, from the catalog.
 //
 // ListDeadLetters, DeadLetters and MarkReplayed serve processor dlq list
