@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,11 +45,25 @@ func devDefaults(port int) map[string]string {
 }
 
 // notEmbedded reports whether an environment variable would point dev mode
-// at a Kafka cluster other than the embedded one.
+// at a Kafka cluster other than the embedded one: the brokers, TLS and SASL
+// settings, and the AWS_ variables the settings read (the MSK IAM
+// credentials). Other AWS_ variables (AWS_CA_BUNDLE, AWS_PROFILE, ...) are
+// no concern of the processor and are not named.
 func notEmbedded(k string) bool {
 	return k == "MDS_KAFKA_BROKERS" || strings.HasPrefix(k, "MDS_KAFKA_TLS_") ||
-		strings.HasPrefix(k, "MDS_KAFKA_SASL_") || strings.HasPrefix(k, "AWS_")
+		strings.HasPrefix(k, "MDS_KAFKA_SASL_") || awsSettings[k]
 }
+
+// awsSettings are the AWS_ variables among the processor's settings.
+var awsSettings = func() map[string]bool {
+	m := map[string]bool{}
+	for _, s := range config.Settings(app.DefaultSettings()) {
+		if strings.HasPrefix(s.Key, "AWS_") {
+			m[s.Key] = true
+		}
+	}
+	return m
+}()
 
 func (d devCmd) Run(g *globals) error {
 	env := make(map[string]string, len(g.env)+8)
@@ -86,7 +101,13 @@ func (d devCmd) Run(g *globals) error {
 			_ = pg.Stop()
 		}()
 		env["MDS_DATABASE_URL"] = pg.URL
-		fmt.Fprintf(g.stderr, "dev: PostgreSQL at %s\n", pg.URL)
+		ts := "without TimescaleDB (not installed for this server): plain tables"
+		if pg.Timescale {
+			ts = "with TimescaleDB preloaded: ticks is a hypertable, bars_1m is kept"
+		} else if os.Getenv(pgtemp.EnvNoTimescale) != "" {
+			ts = "without TimescaleDB (" + pgtemp.EnvNoTimescale + " is set): plain tables"
+		}
+		fmt.Fprintf(g.stderr, "dev: PostgreSQL at %s, %s\n", pg.URL, ts)
 	}
 	s, err := app.LoadSettings(env)
 	if err != nil && d.KafkaOnly {

@@ -103,13 +103,11 @@ func child(mode string) int {
 		log.Debug("settings", zap.Any("settings", s), zap.Any("store", s.Store), zap.Any("kafka", s.Kafka),
 			zap.Any("feedback", s.Feedback), zap.Reflect("reflect", s))
 		_ = log.Sync()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			panic(fmt.Errorf("forced panic with settings %+v", s))
-		}()
-		<-done
-		return 0
+		// The panic ends the process (exit code 2) from its goroutine; this
+		// one waits for that and never returns, so exit code 0 cannot win
+		// the race (a deferred close would let it return first).
+		go func() { panic(fmt.Errorf("forced panic with settings %+v", s)) }()
+		select {}
 	}
 	fmt.Fprintln(os.Stderr, "unknown child mode", mode)
 	return 3

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -44,6 +45,8 @@ type BarsRefresher struct {
 	every time.Duration
 	slice time.Duration
 
+	warned time.Time // last warning logged, by Run's goroutine
+
 	mu      sync.Mutex
 	pending []span
 }
@@ -58,18 +61,21 @@ func (s *Store) Bars() *BarsRefresher { return s.bars }
 // tickTimes returns the earliest and latest tick time of b (zero times for
 // a batch without rows).
 func tickTimes(b *tick.Batch) (lo, hi time.Time) {
+	first := true
+	var l, h int64
 	for _, c := range b.Chunks {
 		for i := range c.Records {
-			ts := c.Records[i].Tick.TS
-			if lo.IsZero() || ts.Before(lo) {
-				lo = ts
+			us := c.Records[i].Tick.TS.UnixMicro() // the database keeps microseconds
+			if first {
+				l, h, first = us, us, false
 			}
-			if ts.After(hi) {
-				hi = ts
-			}
+			l, h = min(l, us), max(h, us)
 		}
 	}
-	return lo, hi
+	if first {
+		return lo, hi
+	}
+	return time.UnixMicro(l).UTC(), time.UnixMicro(h).UTC()
 }
 
 // touched records that a committed write stored ticks in [lo, hi].
@@ -172,8 +178,14 @@ func (r *BarsRefresher) Run(ctx context.Context) error {
 }
 
 func (r *BarsRefresher) warn(ctx context.Context, what string, err error) {
-	if ctx.Err() == nil {
-		r.log.Warn(what+" failed; retrying next round", zap.Duration("interval", r.every), zap.Error(err))
+	if errors.Is(err, errBusy) {
+		r.log.Debug(what+": busy; next round", zap.Error(err))
+		return
+	}
+	// At most one warning a minute, however short the interval.
+	if ctx.Err() == nil && time.Since(r.warned) >= time.Minute {
+		r.warned = time.Now()
+		r.log.Warn(what+" failed; retrying every round", zap.Duration("interval", r.every), zap.Error(err))
 	}
 }
 
@@ -188,70 +200,121 @@ func (r *BarsRefresher) barsExist(ctx context.Context) (bool, error) {
 // refresh policy's end offset.
 func limit(now time.Time) time.Time { return now.Add(-barsRefreshEnd).Truncate(bucket) }
 
+// errBusy means another refresh of bars_1m was running: another instance
+// (which holds barsLockID) or TimescaleDB's policy job (SQLSTATE 55P03).
+// The round's ranges wait for the next round; it is no failure.
+var errBusy = errors.New("another refresh of bars_1m is running")
+
+// barsLockID is the advisory lock a refresh round holds, so that the
+// instances of a deployment take turns instead of failing each other's
+// refresh_continuous_aggregate calls.
+const barsLockID int64 = 0x6d64735f62617273 // "mds_bars"
+
+// locked runs fn on one pool connection holding barsLockID, or returns
+// errBusy at once when another session holds it.
+func (r *BarsRefresher) locked(ctx context.Context, fn func(c *pgxpool.Conn) error) error {
+	c, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquiring connection: %w", err)
+	}
+	defer c.Release()
+	var ok bool
+	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, barsLockID).Scan(&ok); err != nil {
+		return fmt.Errorf("taking the bars_1m refresh lock: %w", err)
+	}
+	if !ok {
+		return errBusy
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := c.Exec(uctx, `SELECT pg_advisory_unlock($1)`, barsLockID); err != nil {
+			_ = c.Conn().Close(uctx) // ends the session, and so the lock
+		}
+	}()
+	return fn(c)
+}
+
 // refreshAll refreshes bars_1m over all of ticks, one slice (the chunk
 // interval) per statement, so that one statement stays bounded and a
 // stop interrupts it between slices. Slices already up to date cost
 // little: TimescaleDB refreshes only what its invalidation log names.
 func (r *BarsRefresher) refreshAll(ctx context.Context) error {
-	var lo, hi *time.Time
-	if err := r.pool.QueryRow(ctx, `SELECT min(ts), max(ts) FROM ticks`).Scan(&lo, &hi); err != nil {
-		return fmt.Errorf("reading the time range of ticks: %w", err)
-	}
-	if lo == nil {
+	return r.locked(ctx, func(c *pgxpool.Conn) error {
+		var lo, hi *time.Time
+		if err := c.QueryRow(ctx, `SELECT min(ts), max(ts) FROM ticks`).Scan(&lo, &hi); err != nil {
+			return fmt.Errorf("reading the time range of ticks: %w", err)
+		}
+		if lo == nil {
+			return nil
+		}
+		start := time.Now()
+		end := hi.Truncate(bucket).Add(bucket)
+		if lim := limit(time.Now()); end.After(lim) {
+			end = lim
+		}
+		n := 0
+		for from := lo.Truncate(r.slice); from.Before(end); from = from.Add(r.slice) {
+			to := from.Add(r.slice)
+			if to.After(end) {
+				to = end
+			}
+			if err := r.refresh(ctx, c, span{From: from, To: to}); err != nil {
+				return err
+			}
+			n++
+		}
+		r.log.Info("bars_1m refreshed over all of ticks", zap.Time("from", *lo), zap.Time("to", end),
+			zap.Int("statements", n), zap.Duration("duration", time.Since(start)))
 		return nil
-	}
-	start := time.Now()
-	end := hi.Truncate(bucket).Add(bucket)
-	if lim := limit(time.Now()); end.After(lim) {
-		end = lim
-	}
-	n := 0
-	for from := lo.Truncate(r.slice); from.Before(end); from = from.Add(r.slice) {
-		to := from.Add(r.slice)
-		if to.After(end) {
-			to = end
-		}
-		if err := r.refresh(ctx, span{From: from, To: to}); err != nil {
-			return err
-		}
-		n++
-	}
-	r.log.Info("bars_1m refreshed over all of ticks", zap.Time("from", *lo), zap.Time("to", end),
-		zap.Int("statements", n), zap.Duration("duration", time.Since(start)))
-	return nil
+	})
 }
 
 // refreshTouched refreshes the spans writes touched, up to limit; the rest
 // and whatever fails wait for the next round.
 func (r *BarsRefresher) refreshTouched(ctx context.Context) error {
 	spans := r.take()
+	if len(spans) == 0 {
+		return nil
+	}
 	lim := limit(time.Now())
 	var later []span
-	for i, s := range spans {
-		if !s.From.Before(lim) {
-			later = append(later, s)
-			continue
+	err := r.locked(ctx, func(c *pgxpool.Conn) error {
+		for len(spans) > 0 {
+			s := spans[0]
+			if !s.From.Before(lim) {
+				later = append(later, s)
+				spans = spans[1:]
+				continue
+			}
+			if s.To.After(lim) {
+				later = append(later, span{From: lim, To: s.To})
+				s.To = lim
+			}
+			if err := r.refresh(ctx, c, s); err != nil {
+				spans[0] = s
+				return err
+			}
+			spans = spans[1:]
 		}
-		if s.To.After(lim) {
-			later = append(later, span{From: lim, To: s.To})
-			s.To = lim
-		}
-		if err := r.refresh(ctx, s); err != nil {
-			r.putBack(append(append(later, s), spans[i+1:]...))
-			return err
-		}
-	}
-	r.putBack(later)
-	return nil
+		return nil
+	})
+	r.putBack(append(later, spans...))
+	return err
 }
 
-// refresh runs refresh_continuous_aggregate over s. It cannot run inside a
-// transaction: it is sent alone, on a pool connection.
-func (r *BarsRefresher) refresh(ctx context.Context, s span) error {
+// refresh runs refresh_continuous_aggregate over s on c. It cannot run
+// inside a transaction: it is sent alone.
+func (r *BarsRefresher) refresh(ctx context.Context, c *pgxpool.Conn, s span) error {
 	start := time.Now()
-	_, err := r.pool.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`, s.From, s.To)
+	_, err := c.Exec(ctx, `CALL refresh_continuous_aggregate('bars_1m', $1::timestamptz, $2::timestamptz)`, s.From, s.To)
 	r.m.barsRefreshSeconds.Observe(time.Since(start).Seconds())
-	if err != nil {
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "55P03": // lock_not_available
+		r.m.barsRefreshBusy.Inc()
+		return errBusy
+	case err != nil:
 		r.m.barsRefreshErrors.Inc()
 		return fmt.Errorf("refreshing bars_1m over [%s, %s): %w", s.From.Format(time.RFC3339), s.To.Format(time.RFC3339), err)
 	}

@@ -83,12 +83,14 @@
 //
 // # Schema and migrations
 //
-// Migrate applies the goose migrations embedded from migrations/ (table
-// goose_db_version keeps the version), then reconciles the TimescaleDB
-// settings. Both steps hold a PostgreSQL advisory lock (goose's session
-// locker, then pg_advisory_lock on one connection), so instances starting
-// together migrate one at a time; a re-run changes nothing. PlanMigrations
-// lists what Migrate would do without changing anything.
+// Migrate first takes a PostgreSQL advisory lock on a connection of its
+// own (beside the pool), then applies the goose migrations embedded from
+// migrations/ (table goose_db_version keeps the version), then reconciles
+// the TimescaleDB settings, and releases the lock by closing that
+// connection. Nothing reads or creates goose_db_version before the lock is
+// held, so instances starting together migrate one at a time and the
+// server logs no error; a re-run changes nothing. PlanMigrations lists
+// what Migrate would do without changing anything (and without the lock).
 //
 //	ticks(ts timestamptz NOT NULL, symbol text NOT NULL, venue text,
 //	      price double precision NOT NULL, size, bid, ask, bid_size,
@@ -104,17 +106,47 @@
 //	mds_offset_gaps(id bigserial, consumer_group, topic, partition,
 //	      from_offset, to_offset, lost_records, reason, detail, detected_at)
 //
-// With the timescaledb extension (created when the server offers it and
-// MDS_TS_CREATE_EXTENSION allows), ticks becomes a hypertable on ts
-// (MDS_TS_CHUNK_INTERVAL), compressed by symbol ordered by ts DESC with a
-// policy after MDS_TS_COMPRESS_AFTER, optionally dropped after
-// MDS_TS_RETENTION, and summarized in the continuous aggregate
+// With the timescaledb extension (created when the server offers and
+// preloads it and MDS_TS_CREATE_EXTENSION allows), ticks becomes a
+// hypertable on ts (MDS_TS_CHUNK_INTERVAL), compressed by symbol ordered by
+// ts DESC with a policy after MDS_TS_COMPRESS_AFTER, optionally dropped
+// after MDS_TS_RETENTION, and summarized in the continuous aggregate
 // bars_1m(bucket, symbol, open, high, low, close, volume, trades) with a
-// refresh policy and real-time aggregation. These steps depend on settings,
-// so they are not goose versions: they run after goose on every Migrate,
-// each idempotent, policies removed and added again so that changed settings
-// apply. Without the extension the tables stay plain, Migrate logs a
-// warning naming what is missing, and Status carries the same warning.
+// refresh policy (the last hour, every minute) and real-time aggregation.
+// These steps depend on settings, so they are not goose versions: every
+// Migrate reads the catalog (timescaledb_information: hypertables,
+// dimensions, jobs, continuous_aggregates) and runs only the statements
+// that change what differs, so on an up-to-date database it runs none and
+// PlanMigrations lists none. A policy whose setting changed is altered in
+// place with alter_job (same job id and statistics) and a warning naming
+// the job; MDS_TS_COMPRESS_AFTER=0 removes the compression policy with a
+// warning naming it; an unset MDS_TS_RETENTION leaves an existing retention
+// policy (a DBA's) in place, logging that it does. Without the extension,
+// or with its library installed but not preloaded (shared_preload_libraries;
+// creating it then would end the session with FATAL "must be preloaded"),
+// the tables stay plain, Migrate and PlanMigrations say why and how to fix
+// it, and Status carries the same warning, including why CREATE EXTENSION
+// failed when it did.
+//
+// # bars_1m over all of history
+//
+// The refresh policy covers the last hour only, and real-time aggregation
+// only what is newer than the last refresh: ticks adopted from before,
+// backfill and ticks late by more than an hour would never reach bars_1m.
+// Store.Bars returns the BarsRefresher, whose Run (started by the service,
+// one goroutine, ended by its ctx) refreshes all of ticks once at start,
+// one chunk interval per statement, then every MDS_TS_REFRESH_INTERVAL the
+// buckets committed writes touched: after each commit Write records the
+// batch's time range (about 4 ns per row), and the ranges are merged and
+// bounded to 64 in memory. Buckets newer than one minute stay with
+// real-time aggregation. Measured on 600,000 ticks over 20,000 minutes: the
+// full refresh takes 2.4-5.4 s the first time and 7-13 ms at later starts,
+// a round with a tick two hours late about 1 ms. A round holds an advisory
+// lock (pg_try_advisory_lock), so the instances of a deployment take turns;
+// a round that finds it taken, or meets TimescaleDB's policy refreshing
+// (55P03; a statement counted with result "busy"), keeps its ranges for
+// the next round and logs no warning. Run also
+// counts the chunks of ticks created since it started, from the catalog.
 //
 // ListDeadLetters, DeadLetters and MarkReplayed serve processor dlq list
 // and replay.
@@ -131,8 +163,11 @@
 //	mds_store_copy_rows_total                 tick rows committed
 //	mds_store_pool_acquired_conns             connections in use
 //	mds_store_pool_max_conns                  pool size limit
+//	mds_store_bars_refreshes_total{result}    refresh statements on bars_1m: ok, error, busy
+//	mds_store_bars_refresh_duration_seconds   duration of one of them
+//	mds_store_chunks_created_total            chunks of ticks created since start (by any writer)
 //
 // The package starts no goroutines of its own beyond pgxpool's health
-// check, which Close stops. The DSN holds a password and is never logged
+// check, which Close stops, and BarsRefresher.Run, run by its caller. The DSN holds a password and is never logged
 // nor put into an error.
 package store

@@ -114,7 +114,7 @@ func preloads(t testing.TB, url string) bool {
 // TimescaleDB: the one MDS_TEST_TIMESCALE_URL names, else the tests' own
 // server when it has TimescaleDB (pgtemp preloads it where installed). The
 // test is skipped, saying so, when there is none.
-func timescaleDatabase(t *testing.T) string {
+func timescaleDatabase(t testing.TB) string {
 	t.Helper()
 	server := os.Getenv("MDS_TEST_TIMESCALE_URL")
 	switch {

@@ -29,6 +29,7 @@ type metrics struct {
 
 	barsRefreshes      prometheus.Counter // bars_1m refresh statements by result
 	barsRefreshErrors  prometheus.Counter
+	barsRefreshBusy    prometheus.Counter
 	barsRefreshSeconds prometheus.Histogram
 	chunksCreated      prometheus.Counter            // chunks of ticks created, from the catalog
 	writeErrors        map[string]prometheus.Counter // rolled back writes, by cause
@@ -67,9 +68,9 @@ func newMetrics(reg prometheus.Registerer, pool *pgxpool.Pool, topics []string) 
 	})
 	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_store_bars_refreshes_total",
-		Help: "refresh_continuous_aggregate statements on bars_1m by result: ok, error.",
+		Help: "refresh_continuous_aggregate statements on bars_1m by result: ok, error, busy (TimescaleDB's policy was refreshing; retried next round).",
 	}, []string{"result"})
-	m.barsRefreshes, m.barsRefreshErrors = refreshes.WithLabelValues("ok"), refreshes.WithLabelValues("error")
+	m.barsRefreshes, m.barsRefreshErrors, m.barsRefreshBusy = refreshes.WithLabelValues("ok"), refreshes.WithLabelValues("error"), refreshes.WithLabelValues("busy")
 	m.barsRefreshSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "mds_store_bars_refresh_duration_seconds",
 		Help:    "Duration of one refresh_continuous_aggregate statement on bars_1m.",

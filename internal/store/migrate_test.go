@@ -96,7 +96,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	ctx := testCtx(t)
 	// The backend type in each log line tells our sessions from TimescaleDB's
 	// background jobs.
-	c, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"log_line_prefix": "'%m [%p] %b '"}})
+	c, err := pgtemp.Start(ctx, pgtemp.Options{Settings: map[string]string{"log_line_prefix": "%m [%p] %b "}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,16 @@ type Limits struct {
 	MaxVenueLen    int       `env:"MDS_TICK_MAX_VENUE_LEN" help:"longest venue accepted, in UTF-8 bytes"`
 	MinTime        time.Time `env:"MDS_TICK_MIN_TIME" help:"earliest tick time accepted (RFC 3339, inclusive)"`
 	MaxTime        time.Time `env:"MDS_TICK_MAX_TIME" help:"tick times must be before this (RFC 3339, exclusive)"`
-	MaxAbsPrice    float64   `env:"MDS_TICK_MAX_ABS_PRICE" help:"largest absolute price, bid or ask accepted; beyond it a tick is invalid"`
+	// MaxFuture rejects ticks later than now + MaxFuture: with one chunk
+	// per day, junk times spread over decades would each create a chunk.
+	// The past is bounded by MinTime only, so backfill stays possible.
+	MaxFuture   time.Duration `env:"MDS_TICK_MAX_FUTURE" help:"tick times later than now plus this are invalid (clock skew allowed for the future; 0: no such limit, only MDS_TICK_MAX_TIME)"`
+	MaxAbsPrice float64       `env:"MDS_TICK_MAX_ABS_PRICE" help:"largest absolute price, bid or ask accepted; beyond it a tick is invalid"`
 }
 
 // DefaultLimits returns the documented defaults: 64 KiB records, 32-byte
-// symbols, 16-byte venues, times in [1990-01-01, 2100-01-01) UTC, and
-// absolute prices up to 1e12.
+// symbols, 16-byte venues, times in [1990-01-01, 2100-01-01) UTC and at
+// most 24 hours ahead of now, and absolute prices up to 1e12.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxRecordBytes: 64 << 10,
@@ -29,6 +33,7 @@ func DefaultLimits() Limits {
 		MaxVenueLen:    16,
 		MinTime:        time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
 		MaxTime:        time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+		MaxFuture:      24 * time.Hour,
 		MaxAbsPrice:    1e12,
 	}
 }
@@ -47,6 +52,9 @@ func (l Limits) Validate() error {
 	}
 	if !l.MinTime.Before(l.MaxTime) {
 		errs = append(errs, errors.New("MDS_TICK_MIN_TIME must be before MDS_TICK_MAX_TIME"))
+	}
+	if l.MaxFuture < 0 {
+		errs = append(errs, errors.New("MDS_TICK_MAX_FUTURE must be >= 0"))
 	}
 	if !(l.MaxAbsPrice > 0) || math.IsInf(l.MaxAbsPrice, 0) {
 		errs = append(errs, errors.New("MDS_TICK_MAX_ABS_PRICE must be a finite number > 0"))
@@ -81,12 +89,17 @@ type Decoder struct {
 	lim      Limits
 	scratch  []byte
 	interned map[string]string
+	now      func() time.Time
+	// future is a past value of now + MaxFuture. The true bound only grows,
+	// so a time before it is before the true bound: the clock is read only
+	// for a time at or after it (once a MaxFuture, in a steady feed).
+	future time.Time
 }
 
 // NewDecoder returns a decoder enforcing l, which should have passed
 // Validate.
 func NewDecoder(l Limits) *Decoder {
-	return &Decoder{lim: l, interned: make(map[string]string)}
+	return &Decoder{lim: l, interned: make(map[string]string), now: time.Now}
 }
 
 // field names a member of the tick object.
@@ -329,6 +342,13 @@ func (d *Decoder) checkTime(s *scanner, ts time.Time, t *Tick) {
 	if ts.Before(d.lim.MinTime) || !ts.Before(d.lim.MaxTime) {
 		s.reject("ts outside [MDS_TICK_MIN_TIME, MDS_TICK_MAX_TIME)")
 		return
+	}
+	if d.lim.MaxFuture > 0 && !ts.Before(d.future) {
+		d.future = d.now().Add(d.lim.MaxFuture)
+		if ts.After(d.future) {
+			s.reject("ts later than now + MDS_TICK_MAX_FUTURE")
+			return
+		}
 	}
 	t.TS = ts
 }

@@ -212,8 +212,16 @@ var invalidCases = []invalidCase{
 	{"record beyond MDS_TICK_MAX_RECORD_BYTES", minimal(strings.Repeat(" ", 64<<10+1-len(minimal("")))), ReasonTooLarge},
 }
 
+// untilMaxTime is DefaultLimits without the future limit, so that times up
+// to MDS_TICK_MAX_TIME decode whatever the clock says.
+func untilMaxTime() Limits {
+	l := DefaultLimits()
+	l.MaxFuture = 0
+	return l
+}
+
 func TestDecodeValid(t *testing.T) {
-	d := NewDecoder(DefaultLimits())
+	d := NewDecoder(untilMaxTime())
 	for _, tc := range validCases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Tick
@@ -296,6 +304,45 @@ func TestDecodeHonoursLimits(t *testing.T) {
 	}
 }
 
+// TestDecodeRejectsTheFuture checks MDS_TICK_MAX_FUTURE against a clock
+// the test moves: ticks up to now + MaxFuture pass, later ones are invalid,
+// the bound follows the clock, and the past (backfill) is not limited.
+func TestDecodeRejectsTheFuture(t *testing.T) {
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	d := NewDecoder(DefaultLimits())
+	d.now = func() time.Time { return now }
+	decode := func(ts time.Time) error {
+		var got Tick
+		return d.Decode([]byte(`{"ts":"`+ts.Format(time.RFC3339Nano)+`","symbol":"A","price":1}`), &got)
+	}
+	for _, c := range []struct {
+		ts time.Time
+		ok bool
+	}{
+		{now, true},
+		{now.Add(24 * time.Hour), true},
+		{now.Add(24*time.Hour + time.Nanosecond), false},
+		{now.Add(25 * time.Hour), false},
+		{time.Date(1995, 3, 1, 0, 0, 0, 0, time.UTC), true},
+		{time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), false},
+	} {
+		err := decode(c.ts)
+		var de *DecodeError
+		if c.ok && err != nil || !c.ok && (!errors.As(err, &de) || de.Reason != ReasonInvalid) {
+			t.Errorf("ts %v with now %v: Decode = %v, want ok=%v", c.ts, now, err, c.ok)
+		}
+	}
+	now = now.Add(2 * time.Hour)
+	if err := decode(time.Date(2026, 6, 2, 13, 0, 0, 0, time.UTC)); err != nil {
+		t.Errorf("two hours later, now + 23h is refused: %v", err)
+	}
+	d = NewDecoder(untilMaxTime())
+	d.now = func() time.Time { return now }
+	if err := decode(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Errorf("MDS_TICK_MAX_FUTURE=0 still limits the future: %v", err)
+	}
+}
+
 func TestDecodeSteadyStateDoesNotAllocate(t *testing.T) {
 	d := NewDecoder(DefaultLimits())
 	for _, s := range []string{example, `{"ts":1767366245123456789,"symbol":"MSFT","venue":"X\u004eAS","price":1e2,"seq":"7","x":[{"y":null}]}`} {
@@ -361,7 +408,7 @@ func TestAppendJSONIsValidJSONWhateverTheTick(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	d := NewDecoder(DefaultLimits())
+	d := NewDecoder(untilMaxTime())
 	for _, tc := range validCases {
 		out := AppendJSON(nil, &tc.want)
 		var got Tick
@@ -396,6 +443,7 @@ func TestLimitsValidate(t *testing.T) {
 		"MDS_TICK_MAX_SYMBOL_LEN":   func(l *Limits) { l.MaxSymbolLen = -1 },
 		"MDS_TICK_MAX_VENUE_LEN":    func(l *Limits) { l.MaxVenueLen = 0 },
 		"MDS_TICK_MIN_TIME":         func(l *Limits) { l.MinTime = l.MaxTime },
+		"MDS_TICK_MAX_FUTURE":       func(l *Limits) { l.MaxFuture = -time.Second },
 		"MDS_TICK_MAX_ABS_PRICE":    func(l *Limits) { l.MaxAbsPrice = math.Inf(1) },
 	} {
 		l := DefaultLimits()

@@ -22,7 +22,12 @@
 //     are often quoted so that JavaScript readers keep them exact). A number
 //     with a fraction or an exponent is invalid. The time is stored in UTC
 //     and must lie in [Limits.MinTime, Limits.MaxTime), which also catches
-//     epoch seconds or milliseconds sent by mistake: they land in 1970.
+//     epoch seconds or milliseconds sent by mistake: they land in 1970. It
+//     must also not be later than now + Limits.MaxFuture (24 hours by
+//     default; 0 turns this off): junk times far ahead would each create a
+//     TimescaleDB chunk. The past is bounded by MinTime only, so backfill
+//     stays possible. The decoder reads the clock only when a time reaches
+//     the bound it computed last, so the check costs nothing per tick.
 //   - symbol, required and non-empty, and venue, optional (an empty venue is
 //     no venue): strings of at most Limits.MaxSymbolLen and
 //     Limits.MaxVenueLen bytes of UTF-8 once escapes are decoded. They must
