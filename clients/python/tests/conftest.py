@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -60,8 +61,9 @@ class Kafka:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self.admin = AdminClient(dict(config))
-        self.producer = Producer(dict(config))
+        quiet = {**config, "logger": logging.getLogger("tests.kafka")}  # not librdkafka's stderr
+        self.admin = AdminClient(quiet)
+        self.producer = Producer(quiet)
 
     def topic(self, create: bool = True) -> str:
         name = f"test.feedback.{uuid.uuid4().hex[:12]}"

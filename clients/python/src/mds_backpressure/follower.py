@@ -276,7 +276,9 @@ class Follower:
                 timeout = self._POLL
                 if next_ns is not None:  # wake up when the first coordinator goes stale
                     timeout = max(0.0, min(timeout, (next_ns - self._clock_ns()) / _NS))
-                msgs = consumer.consume(500, timeout)
+                # Wait for the first record only, then take what is already there.
+                first = consumer.poll(timeout)
+                msgs = [] if first is None else [first, *consumer.consume(499, 0)]
                 now = self._clock_ns()
                 read = False
                 fetch_err: FollowerError | None = None
