@@ -82,7 +82,7 @@ class Kafka:
 
 
 def _external_config() -> dict[str, Any] | None:
-    brokers = os.environ.get("MDS_TEST_KAFKA_BROKERS")
+    brokers = os.environ.get("MDS_TEST_KAFKA_BROKERS") or os.environ.get("MDS_IT_KAFKA_BROKERS")
     if not brokers:
         return None
     # Extra client settings (TLS, SASL) as a JSON object.
@@ -92,7 +92,7 @@ def _external_config() -> dict[str, Any] | None:
 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[Kafka]:
-    """MDS_TEST_KAFKA_BROKERS (with MDS_TEST_KAFKA_CONFIG, a JSON object of
+    """MDS_TEST_KAFKA_BROKERS or MDS_IT_KAFKA_BROKERS (with MDS_TEST_KAFKA_CONFIG, a JSON object of
     client settings) if set, else `processor dev --kafka-only` on a free port."""
     cfg = _external_config()
     if cfg is not None:
