@@ -46,6 +46,7 @@ test-integration: ## integration suite (testcontainers when Docker exists, else 
 
 test-python: ## Python client (clients/python): mypy, then pytest on the vectors, units and end to end against bin/processor
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/processor ./cmd/processor
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/mds-test-saslbroker ./clients/python/tests/saslbroker
 	test -x $(PYVENV)/bin/python || $(PYTHON) -m venv $(PYVENV)
 	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[test]'
 	cd clients/python && .venv/bin/python -m mypy

@@ -22,7 +22,10 @@ REPO = Path(__file__).resolve().parents[3]
 
 def processor_binary() -> Path:
     """bin/processor (make test-python builds it), or MDS_TEST_PROCESSOR."""
-    path = Path(os.environ.get("MDS_TEST_PROCESSOR", REPO / "bin" / "processor"))
+    return _binary(Path(os.environ.get("MDS_TEST_PROCESSOR", REPO / "bin" / "processor")))
+
+
+def _binary(path: Path) -> Path:
     if not path.exists():
         msg = f"{path} is missing: run `make test-python`, or `make build` first"
         if os.environ.get("MDS_TEST_REQUIRE_BROKER"):
@@ -121,3 +124,21 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(scope="session")
+def sasl_broker() -> Iterator[str]:
+    """A kfake broker that requires SASL/PLAIN and enforces ACLs
+    (tests/saslbroker: users admin/admin-secret and nobody/nobody-secret),
+    with topic "sasl.feedback"; yields its address."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(_binary(REPO / "bin" / "mds-test-saslbroker")), "-port", str(port), "-topic", "sasl.feedback"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _accepts(port) or proc.poll() is not None, 30, "the SASL broker")
+        assert proc.poll() is None, f"saslbroker exited with {proc.returncode}"
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop(proc)

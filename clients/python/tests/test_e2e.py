@@ -57,13 +57,12 @@ def test_processor_to_hard_and_back(tmp_path: Path) -> None:
         env = dict(os.environ) | settings | {"MDS_KAFKA_BROKERS": brokers, "MDS_DATABASE_URL": db}
         cmd = [str(processor_binary()), "run"]
     seen: list[tuple[float, Level, float]] = []  # when, level, ts of the event behind it
-    follower = Follower(kafka, topic=feedback)
 
     def on_change(level: Level) -> None:
         st = follower.coordinators().get(coord)
         seen.append((time.time(), level, st.event.ts if st else float("nan")))
 
-    follower._on_change = on_change
+    follower = Follower(kafka, topic=feedback, on_change=on_change)
     procs: list[subprocess.Popen[Any]] = []
     lock: subprocess.Popen[str] | None = None
     try:

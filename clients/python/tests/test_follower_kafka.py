@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Iterator
@@ -11,7 +12,10 @@ import pytest
 
 from conftest import Kafka, free_port, wait_until
 from helpers import event
+from confluent_kafka import KafkaError, Producer
+
 from mds_backpressure import DecodeError, Follower, FollowerError, Level
+from mds_backpressure.follower import classify
 
 
 @pytest.fixture
@@ -139,3 +143,55 @@ def test_close_stops_the_thread(kafka: Kafka) -> None:
     f.close()
     assert not any(t.name == "mds-backpressure-follower" and t.is_alive() for t in threading.enumerate())
     assert time.monotonic() - start < 10
+
+
+def sasl(broker: str, user: str, password: str) -> dict[str, str]:
+    return {
+        "bootstrap.servers": broker,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+
+
+def test_sasl_and_acls(sasl_broker: str, errors: list[Exception], closing: list[Follower]) -> None:
+    admin = sasl(sasl_broker, "admin", "admin-secret")
+    p = Producer(admin)
+    p.produce("sasl.feedback", key=b"a", value=json.dumps(event("a", "hard")).encode())
+    assert p.flush(30) == 0
+    # Credentials pass through the confluent-kafka config.
+    f = Follower(admin, topic="sasl.feedback", on_error=errors.append).start()
+    closing.append(f)
+    wait_level(f, Level.HARD)
+    assert f.error is None
+    # A user the ACLs do not allow to read.
+    denied = Follower(sasl(sasl_broker, "nobody", "nobody-secret"), topic="sasl.feedback").start()
+    closing.append(denied)
+    wait_until(lambda: denied.error is not None, what="an error")
+    err = denied.error
+    assert err is not None and err.kind == "auth" and err.code == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    assert denied.level == Level.OK
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        # A real broker answers a wrong password with SASL_AUTHENTICATION_FAILED,
+        # which librdkafka reports as _AUTHENTICATION (kfake drops the connection
+        # instead, which reads as a connection error).
+        (KafkaError._AUTHENTICATION, "auth"),
+        (KafkaError.SASL_AUTHENTICATION_FAILED, "auth"),
+        (KafkaError._SSL, "auth"),
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, "auth"),
+        (KafkaError._TRANSPORT, "connection"),
+        (KafkaError._ALL_BROKERS_DOWN, "connection"),
+        (KafkaError._RESOLVE, "connection"),
+        (KafkaError.UNKNOWN_TOPIC_OR_PART, "missing_topic"),
+        (KafkaError._UNKNOWN_TOPIC, "missing_topic"),
+        (KafkaError.INVALID_REQUEST, "other"),
+    ],
+)
+def test_classify(code: int, kind: str) -> None:
+    err = classify(KafkaError(code))
+    assert (err.kind, err.code) == (kind, code)

@@ -36,6 +36,7 @@ MAX_HEARTBEAT = 3600.0
 
 _NS = 1_000_000_000
 _log = logging.getLogger("mds_backpressure")
+_log.addHandler(logging.NullHandler())  # the application decides what is printed
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ _AUTH = {
     KafkaError.GROUP_AUTHORIZATION_FAILED,
     KafkaError.CLUSTER_AUTHORIZATION_FAILED,
 }
+# librdkafka looks up the coordinator of the follower's group although it
+# never joins it nor commits: a denied group does not keep it from reading.
+_NOT_READING = {KafkaError.GROUP_AUTHORIZATION_FAILED}
 _MISSING = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
 
 
@@ -155,10 +159,12 @@ class Follower:
     topic from the beginning, then live, on a thread of its own started by
     ``start()`` and stopped by ``close()``. ``config`` is a confluent-kafka
     configuration: ``bootstrap.servers`` and, for TLS and SASL, the usual
-    ``security.protocol``, ``ssl.*`` and ``sasl.*`` settings. ``level``,
+    ``security.protocol``, ``ssl.*`` and ``sasl.*`` settings. With ACLs, the
+    principal needs Describe and Read on the topic only. ``level``,
     ``scale``, ``coordinators``, ``error`` and ``changed`` are safe to call
     from any thread; ``on_change`` and ``on_error`` are called on the
-    follower's thread and must not block.
+    follower's thread and must not block. librdkafka's own log lines go to
+    the logger "mds_backpressure.kafka" unless ``config`` sets ``logger``.
     """
 
     def __init__(
@@ -189,6 +195,7 @@ class Follower:
         self._config.setdefault("group.id", f"mds-backpressure-follower-{uuid.uuid4()}")  # never joined
         self._config.setdefault("logger", _log.getChild("kafka"))
         self._config.update({"enable.auto.commit": False, "enable.partition.eof": True})
+        self._user_error_cb = self._config.get("error_cb")
         self._config["error_cb"] = self._kafka_error
 
         self._lock = threading.Lock()
@@ -290,8 +297,10 @@ class Follower:
                     elif err.code() == KafkaError._PARTITION_EOF:
                         read = True  # caught up: the fetch works
                     else:
-                        fetch_err = classify(err)
-                        self._report(fetch_err)
+                        fe = classify(err)
+                        self._report(fe)
+                        if fe.code not in _NOT_READING:
+                            fetch_err = fe
                 if fetch_err is not None or read:
                     with self._lock:
                         self._fetch_err = fetch_err
@@ -332,10 +341,12 @@ class Follower:
     def _kafka_error(self, err: KafkaError) -> None:
         # Called from consume() on the follower's thread.
         fe = classify(err)
-        if fe.kind in ("connection", "auth"):
+        if fe.kind in ("connection", "auth") and fe.code not in _NOT_READING:
             with self._lock:
                 self._conn_err = fe
         self._report(fe)
+        if self._user_error_cb is not None:
+            self._user_error_cb(err)
 
     def _report(self, err: Exception) -> None:
         if self._on_error is not None:
