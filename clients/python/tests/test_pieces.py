@@ -153,3 +153,20 @@ def test_verify_webhook() -> None:
     assert not verify_webhook(BODY, {"Authorization": "tok"}, token="tok")
     with pytest.raises(ValueError):
         verify_webhook(BODY, headers)
+
+
+def test_change_wakes_threads_and_coroutines_and_forgets_cancelled_waits() -> None:
+    change = Change()
+
+    async def main() -> None:
+        for _ in range(100):  # waits that time out must not pile up
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(change, 0.001)
+        assert change._futures == []
+        waiter = asyncio.ensure_future(change)
+        await asyncio.sleep(0)
+        threading.Thread(target=change._set).start()
+        await asyncio.wait_for(waiter, 10)
+
+    asyncio.run(main())
+    assert change.is_set() and change.wait(0)

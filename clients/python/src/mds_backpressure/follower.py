@@ -129,7 +129,13 @@ class Change:
                 fut.set_result(None)
             else:
                 self._futures.append(fut)
+                fut.add_done_callback(self._discard)  # a cancelled wait leaves nothing behind
         return fut.__await__()
+
+    def _discard(self, fut: asyncio.Future[None]) -> None:
+        with self._lock:
+            if fut in self._futures:
+                self._futures.remove(fut)
 
     def _set(self) -> None:
         with self._lock:
@@ -176,7 +182,7 @@ class Follower:
         scales: tuple[float, float, float] = DEFAULT_SCALES,
         on_change: Callable[[Level], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
-        clock_ns: Callable[[], int] = time.time_ns,
+        clock_ns: Callable[[], int] = time.time_ns,  # the wall clock, in Unix nanoseconds
     ) -> None:
         if not topic:
             raise ValueError("empty topic")
