@@ -113,16 +113,16 @@ def test_limiter_async() -> None:
     lim = Limiter(100, source=src)
 
     async def main() -> int:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await lim.wait_async()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(lim.wait_async(), 0.2)
         asyncio.get_running_loop().call_later(0.05, src.set, 1.0)
-        n = 0
-        async with asyncio.timeout(20):
-            while n < 50:
+
+        async def fifty() -> int:
+            for n in range(50):
                 await lim.wait_async()
-                n += 1
-        return n
+            return n + 1
+
+        return await asyncio.wait_for(fifty(), 20)
 
     assert asyncio.run(main()) == 50
 
@@ -160,7 +160,7 @@ def test_change_wakes_threads_and_coroutines_and_forgets_cancelled_waits() -> No
 
     async def main() -> None:
         for _ in range(100):  # waits that time out must not pile up
-            with pytest.raises(TimeoutError):
+            with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(change, 0.001)
         assert change._futures == []
         waiter = asyncio.ensure_future(change)

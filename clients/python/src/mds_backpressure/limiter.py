@@ -112,7 +112,7 @@ class Limiter:
             return True
 
     async def wait_async(self) -> None:
-        """Waits until the next send is allowed; bound it with asyncio.timeout if needed."""
+        """Waits until the next send is allowed; bound it with asyncio.wait_for if needed."""
         while True:
             change, s = self._next()
             if s <= 0:
