@@ -29,10 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="ticks per second at level ok")
     p.add_argument("--symbols", type=int, default=20)
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: never)")
+    p.add_argument("-X", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="a confluent-kafka setting, e.g. -X security.protocol=SASL_SSL (repeatable)")
     args = p.parse_args(argv)
 
-    # TLS and SASL: add security.protocol, ssl.* and sasl.* settings here.
     kafka = {"bootstrap.servers": args.brokers}
+    for kv in args.settings:  # TLS and SASL: security.protocol, ssl.*, sasl.*
+        key, _, value = kv.partition("=")
+        kafka[key] = value
     producer = Producer({**kafka, "linger.ms": 5})
     symbols = [f"SYM{i:03d}" for i in range(args.symbols)]
     prices = {s: 100.0 for s in symbols}

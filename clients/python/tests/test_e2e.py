@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import REPO, _external_config, free_port, processor_binary, stop, wait_until
 from mds_backpressure import Follower, Level
@@ -56,6 +57,9 @@ def test_processor_to_hard_and_back(tmp_path: Path) -> None:
         # Kafka TLS/SASL settings for the processor come from the environment (MDS_KAFKA_*).
         env = dict(os.environ) | settings | {"MDS_KAFKA_BROKERS": brokers, "MDS_DATABASE_URL": db}
         cmd = [str(processor_binary()), "run"]
+        # processor run consumes the topic but does not create it.
+        admin = AdminClient(dict(external))
+        admin.create_topics([NewTopic(ticks, 2, -1)])[ticks].result(30)
     seen: list[tuple[float, Level, float]] = []  # when, level, ts of the event behind it
 
     def on_change(level: Level) -> None:
@@ -81,7 +85,8 @@ def test_processor_to_hard_and_back(tmp_path: Path) -> None:
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-u", str(REPO / "clients/python/examples/produce_ticks.py"), "--brokers", brokers,
-                     "--topic", ticks, "--feedback-topic", feedback, "--rate", "3000"],
+                     "--topic", ticks, "--feedback-topic", feedback, "--rate", "3000",
+                     *(f"-X{k}={v}" for k, v in kafka.items() if k != "bootstrap.servers")],
                     stdout=out, stderr=subprocess.STDOUT,
                 )
             )
