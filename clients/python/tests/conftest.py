@@ -102,6 +102,15 @@ def kafka() -> Iterator[Kafka]:
         yield Kafka(cfg)
         return
     port = free_port()
+    proc = embedded_broker(port)
+    try:
+        yield Kafka({"bootstrap.servers": f"127.0.0.1:{port}"})
+    finally:
+        stop(proc)
+
+
+def embedded_broker(port: int) -> subprocess.Popen[bytes]:
+    """Starts `processor dev --kafka-only` on 127.0.0.1:port; stop it with stop()."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MDS_")}
     env["MDS_HTTP_ADDR"] = "127.0.0.1:0"
     proc = subprocess.Popen(
@@ -112,10 +121,11 @@ def kafka() -> Iterator[Kafka]:
     )
     try:
         wait_until(lambda: _accepts(port) or proc.poll() is not None, 30, "the embedded broker")
-        assert proc.poll() is None, f"processor dev --kafka-only exited with {proc.returncode}"
-        yield Kafka({"bootstrap.servers": f"127.0.0.1:{port}"})
-    finally:
+    except BaseException:
         stop(proc)
+        raise
+    assert proc.poll() is None, f"processor dev --kafka-only exited with {proc.returncode}"
+    return proc
 
 
 def _accepts(port: int) -> bool:

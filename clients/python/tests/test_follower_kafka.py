@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from conftest import Kafka, free_port, wait_until
+from conftest import Kafka, embedded_broker, free_port, stop, wait_until
 from helpers import event
 from confluent_kafka import KafkaError, Producer
 
@@ -195,3 +195,26 @@ def test_sasl_and_acls(sasl_broker: str, errors: list[Exception], closing: list[
 def test_classify(code: int, kind: str) -> None:
     err = classify(KafkaError(code))
     assert (err.kind, err.code) == (kind, code)
+
+
+def test_broker_outage_is_reported_and_clears(errors: list[Exception], closing: list[Follower]) -> None:
+    port = free_port()
+    proc = embedded_broker(port)
+    try:
+        kafka = Kafka({"bootstrap.servers": f"127.0.0.1:{port}"})
+        topic = kafka.topic()
+        f = follow(kafka, topic, errors)
+        closing.append(f)
+        wait_until(lambda: f.error is None, what="a healthy follower")
+        stop(proc)
+        wait_until(lambda: f.error is not None, what="the outage to show")
+        err = f.error
+        assert err is not None and err.kind == "connection", err
+        proc = embedded_broker(port)  # an empty broker: the topic is gone with the old one
+        wait_until(lambda: f.error is not None and f.error.kind == "missing_topic", what="the missing topic to show")
+        kafka.create(topic)
+        kafka.send(topic, "a", event("a", "soft"))
+        wait_level(f, Level.SOFT)
+        wait_until(lambda: f.error is None, what="the error to clear")
+    finally:
+        stop(proc)
