@@ -7,8 +7,10 @@ LDFLAGS     := -s -w -X github.com/market-data-store/mds/internal/version.Versio
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20s
 WITHPG      := $(GO) run ./internal/tools/withpg --
+PYTHON      ?= python3
+PYVENV      := clients/python/.venv
 
-.PHONY: help build run test lint fuzz bench test-integration image up down check-deploy clean
+.PHONY: help build run test lint fuzz bench test-integration test-python image up down check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +43,14 @@ bench: ## end-to-end benchmark against the database ceiling (minutes; prints pro
 
 test-integration: ## integration suite (testcontainers when Docker exists, else kfake + throwaway PostgreSQL)
 	$(WITHPG) $(GO) test -tags integration -count=1 -timeout 20m -v ./integration/...
+
+test-python: ## Python client (clients/python): mypy, then pytest on the vectors, units and end to end against bin/processor
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/processor ./cmd/processor
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/mds-test-saslbroker ./clients/python/tests/saslbroker
+	test -x $(PYVENV)/bin/python || $(PYTHON) -m venv $(PYVENV)
+	$(PYVENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[test]'
+	cd clients/python && .venv/bin/python -m mypy
+	cd clients/python && MDS_TEST_REQUIRE_BROKER=1 .venv/bin/python -m pytest -p no:cacheprovider -ra
 
 image: ## build the container image
 	docker build -f deployments/Dockerfile --build-arg VERSION=$(VERSION) -t market-data-store:$(VERSION) .
