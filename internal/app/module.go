@@ -23,19 +23,19 @@ import (
 
 // Interfaces are bound to their implementations here, and nowhere else.
 var (
-	_ feedback.Writer        = (*store.Store)(nil)
-	_ coordinator.Sink       = (*feedback.Meter)(nil)
-	_ feedback.Queue         = (*coordinator.Coordinator)(nil)
-	_ feedback.Lags          = (*consume.Consumer)(nil)
-	_ feedback.Subscriber    = (*feedback.KafkaPublisher)(nil)
-	_ feedback.Subscriber    = (*feedback.Webhook)(nil)
-	_ coordinator.Acker      = (*consume.Consumer)(nil)
-	_ coordinator.Fencer     = (*consume.Consumer)(nil)
-	_ consume.Queue          = (*coordinator.Coordinator)(nil)
-	_ consume.OffsetStore    = (*store.Store)(nil)
-	_ groupMember            = (*consume.Consumer)(nil)
-	_ database               = (*store.Store)(nil)
-	_ levelSource            = (*coordinator.Coordinator)(nil)
+	_ feedback.Writer     = (*store.Store)(nil)
+	_ coordinator.Sink    = (*feedback.Meter)(nil)
+	_ feedback.Queue      = (*coordinator.Coordinator)(nil)
+	_ feedback.Lags       = (*consume.Consumer)(nil)
+	_ feedback.Subscriber = (*feedback.KafkaPublisher)(nil)
+	_ feedback.Subscriber = (*feedback.Webhook)(nil)
+	_ coordinator.Acker   = (*consume.Consumer)(nil)
+	_ coordinator.Fencer  = (*consume.Consumer)(nil)
+	_ consume.Queue       = (*coordinator.Coordinator)(nil)
+	_ consume.OffsetStore = (*store.Store)(nil)
+	_ groupMember         = (*consume.Consumer)(nil)
+	_ database            = (*store.Store)(nil)
+	_ levelSource         = (*coordinator.Coordinator)(nil)
 )
 
 // kafkaOpts are the client options every Kafka client of the process shares
