@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
@@ -161,7 +162,7 @@ func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, co *coordinato
 		log.Info("backpressure feedback to producers disabled (MDS_FB_ENABLE_FEEDBACK=false); partitions still pause on the queue level")
 		return nil
 	}
-	mon, err := feedback.NewMonitor(s.Feedback, co, c, meter, log, reg)
+	mon, err := feedback.NewMonitor(s.Feedback, co, c, kadm.NewClient(cl), meter, log, reg) // not closed: that would close cl
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,12 @@ package feedback
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
@@ -29,6 +31,12 @@ type Lags interface {
 	EachLag(fn func(tp tick.TopicPartition, end, position int64))
 }
 
+// EndLister lists the end offsets (high watermarks) of topics' partitions.
+// *kadm.Client is one.
+type EndLister interface {
+	ListEndOffsets(ctx context.Context, topics ...string) (kadm.ListedOffsets, error)
+}
+
 // Subscriber is told each change of the upstream level. Notify must not
 // block: it is called from the Monitor's goroutine. The sinks are
 // subscribers.
@@ -44,6 +52,7 @@ type Subscriber interface {
 type Monitor struct {
 	q     Queue
 	lags  Lags
+	ends0 EndLister // nil: the consumer's end offsets only
 	meter *Meter
 	est   *Upstream
 	now   func() time.Time
@@ -52,7 +61,10 @@ type Monitor struct {
 
 	// Run's goroutine only.
 	ends, prev map[tick.TopicPartition]int64
+	pos        map[tick.TopicPartition]int64
 	commits    map[tick.TopicPartition]committed
+	topics     []string
+	listFails  int // listings failed in a row
 
 	mu   sync.Mutex
 	last Estimate
@@ -60,8 +72,12 @@ type Monitor struct {
 }
 
 // NewMonitor returns a Monitor of the coordinator q, the consumer lags and
-// the writes metered by meter, with cfg's dwell and lag age limit.
-func NewMonitor(cfg Config, q Queue, lags Lags, meter *Meter, log *zap.Logger, reg prometheus.Registerer) (*Monitor, error) {
+// the writes metered by meter, with cfg's dwell and lag age limit. If ends
+// is not nil, the end offsets of the assigned partitions are also listed
+// at every sample: the consumer learns them from its fetches, and a paused
+// partition is not fetched, so without the listing the arrivals of paused
+// partitions would show only at the consumer's own periodic listing.
+func NewMonitor(cfg Config, q Queue, lags Lags, ends EndLister, meter *Meter, log *zap.Logger, reg prometheus.Registerer) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -71,11 +87,12 @@ func NewMonitor(cfg Config, q Queue, lags Lags, meter *Meter, log *zap.Logger, r
 	}
 	est := NewUpstream(cfg.MinDwell, cfg.LagAgeSoft)
 	return &Monitor{
-		q: q, lags: lags, meter: meter, est: est, now: time.Now,
+		q: q, lags: lags, ends0: ends, meter: meter, est: est, now: time.Now,
 		log:     log.Named("feedback_upstream"),
 		m:       m,
 		ends:    make(map[tick.TopicPartition]int64),
 		prev:    make(map[tick.TopicPartition]int64),
+		pos:     make(map[tick.TopicPartition]int64),
 		commits: make(map[tick.TopicPartition]committed),
 		last:    est.Current(),
 	}, nil
@@ -119,21 +136,59 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}
 }
 
+// listEnds raises the end offsets of the assigned partitions to those
+// listed now. A failed listing leaves the consumer's; failures are logged
+// at the first and then every 100th in a row.
+func (m *Monitor) listEnds(ctx context.Context) {
+	if m.ends0 == nil || len(m.topics) == 0 {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, sampleInterval)
+	defer cancel()
+	listed, err := m.ends0.ListEndOffsets(lctx, m.topics...)
+	if err == nil {
+		err = listed.Error()
+	}
+	listed.Each(func(o kadm.ListedOffset) {
+		tp := tick.TopicPartition{Topic: o.Topic, Partition: o.Partition}
+		if end, ok := m.ends[tp]; ok && o.Err == nil {
+			m.ends[tp] = max(end, o.Offset)
+		}
+	})
+	switch {
+	case err == nil:
+		m.listFails = 0
+	case ctx.Err() == nil: // not stopping
+		if m.listFails%100 == 0 {
+			m.log.Warn("listing end offsets for the upstream level; using the consumer's", zap.Error(err), zap.Int("failed_in_a_row", m.listFails+1))
+		}
+		m.listFails++
+	}
+}
+
 // sample takes one sample, and tells the subscribers if the level changed.
 func (m *Monitor) sample(ctx context.Context) {
-	now := m.now()
-	s := Sample{At: now}
 	m.prev, m.ends = m.ends, m.prev
 	clear(m.ends)
+	clear(m.pos)
+	m.topics = m.topics[:0]
 	m.lags.EachLag(func(tp tick.TopicPartition, end, position int64) {
-		m.ends[tp] = end
+		m.ends[tp], m.pos[tp] = end, position
+		if !slices.Contains(m.topics, tp.Topic) {
+			m.topics = append(m.topics, tp.Topic)
+		}
+	})
+	m.listEnds(ctx)
+	now := m.now()
+	s := Sample{At: now}
+	for tp, end := range m.ends {
 		if prev, ok := m.prev[tp]; ok && end > prev {
 			s.Arrived += end - prev
 		}
-		if position >= 0 && end > position {
+		if position := m.pos[tp]; position >= 0 && end > position {
 			s.LagRecords += end - position
 		}
-	})
+	}
 	m.meter.committedOf(m.commits, m.ends)
 	for tp, c := range m.commits {
 		if m.ends[tp] > c.next && !c.ts.IsZero() {

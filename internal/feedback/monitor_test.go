@@ -75,7 +75,7 @@ func newTestMonitor(t *testing.T, lags fakeLags, w Writer, q Queue) (*Monitor, *
 	cfg := DefaultConfig()
 	cfg.MinDwell = 0
 	reg := prometheus.NewRegistry()
-	m, err := NewMonitor(cfg, q, lags, meter, zap.NewNop(), reg)
+	m, err := NewMonitor(cfg, q, lags, nil, meter, zap.NewNop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
