@@ -3,12 +3,14 @@ package feedback
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
@@ -232,3 +234,56 @@ func TestMeterSeesHangingWrite(t *testing.T) {
 type hangingWriter chan struct{}
 
 func (h hangingWriter) Write(context.Context, *tick.Batch) error { <-h; return nil }
+
+// fakeEnds lists the end offsets it holds, or fails with err.
+type fakeEnds struct {
+	ends map[tick.TopicPartition]int64
+	err  error
+}
+
+func (f *fakeEnds) ListEndOffsets(_ context.Context, topics ...string) (kadm.ListedOffsets, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := kadm.ListedOffsets{}
+	for tp, end := range f.ends {
+		if slices.Contains(topics, tp.Topic) {
+			if out[tp.Topic] == nil {
+				out[tp.Topic] = map[int32]kadm.ListedOffset{}
+			}
+			out[tp.Topic][tp.Partition] = kadm.ListedOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: end}
+		}
+	}
+	return out, nil
+}
+
+// A paused partition is not fetched, so the consumer's end offset goes
+// stale: the listed end offsets count its arrivals; a failed listing
+// falls back to the consumer's.
+func TestMonitorListsEndOffsets(t *testing.T) {
+	lags := fakeLags{tp0: {100, 100}}
+	ends := &fakeEnds{ends: map[tick.TopicPartition]int64{tp0: 100, {Topic: "other", Partition: 0}: 5000}}
+	q := &state{e: backpressure.Event{CoordinatorID: "mds-1", Capacity: 1000}}
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	cfg := DefaultConfig()
+	m, err := NewMonitor(cfg, q, lags, ends, newMeter(&fakeWriter{}, clk.now), zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.now = clk.now
+	ctx := context.Background()
+	m.sample(ctx)
+	ends.ends[tp0] = 400 // the consumer still says 100
+	clk.add(time.Second)
+	m.sample(ctx)
+	if e := m.Current(); e.ArrivalRate != 300 || e.LagRecords != 300 {
+		t.Errorf("arrival %v/s, lag %d: want 300 and 300 from the listed end offset", e.ArrivalRate, e.LagRecords)
+	}
+	ends.err = errors.New("broker unreachable")
+	lags[tp0] = [2]int64{500, 100}
+	clk.add(time.Second)
+	m.sample(ctx)
+	if e := m.Current(); e.LagRecords != 400 {
+		t.Errorf("lag %d after a failed listing, want 400 from the consumer's end offset", e.LagRecords)
+	}
+}

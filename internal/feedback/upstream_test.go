@@ -275,3 +275,42 @@ func TestUpstreamIgnoresSamplesOutOfOrder(t *testing.T) {
 		t.Errorf("a later failing sample: level %s changed %v, want hard", e.Level, changed)
 	}
 }
+
+func TestUpstreamConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"dwell", func(c *Config) { c.MinDwell = -time.Second }, "MDS_FB_MIN_DWELL must be >= 0"},
+		{"lag age", func(c *Config) { c.LagAgeSoft = -time.Second }, "MDS_FB_LAG_AGE_SOFT must be >= 0"},
+		{"replication 0", func(c *Config) { c.TopicSettings.ReplicationFactor = 0 }, "MDS_FB_TOPIC_REPLICATION_FACTOR must be -1"},
+		{"replication too big", func(c *Config) { c.TopicSettings.ReplicationFactor = 40000 }, "MDS_FB_TOPIC_REPLICATION_FACTOR must be -1"},
+		{"min isr", func(c *Config) { c.TopicSettings.MinInsyncReplicas = -1 }, "MDS_FB_TOPIC_MIN_INSYNC_REPLICAS must be >= 0"},
+		{"segment", func(c *Config) { c.TopicSettings.Segment = time.Millisecond }, "MDS_FB_TOPIC_SEGMENT must be at least 1s"},
+	} {
+		c := DefaultConfig()
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	c := DefaultConfig()
+	c.TopicSettings = TopicConfig{ReplicationFactor: 3, MinInsyncReplicas: 2, Segment: time.Minute}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "60000", "min.insync.replicas": "2"}
+	got := c.TopicSettings.topicConfigs()
+	if len(got) != len(want) {
+		t.Errorf("topic configs %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] == nil || *got[k] != v {
+			t.Errorf("topic config %s = %v, want %s", k, got[k], v)
+		}
+	}
+	if _, ok := DefaultConfig().TopicSettings.topicConfigs()["min.insync.replicas"]; ok {
+		t.Error("the default sets min.insync.replicas, want the broker's")
+	}
+}
