@@ -168,38 +168,7 @@ func (m *Monitor) listEnds(ctx context.Context) {
 
 // sample takes one sample, and tells the subscribers if the level changed.
 func (m *Monitor) sample(ctx context.Context) {
-	m.prev, m.ends = m.ends, m.prev
-	clear(m.ends)
-	clear(m.pos)
-	m.topics = m.topics[:0]
-	m.lags.EachLag(func(tp tick.TopicPartition, end, position int64) {
-		m.ends[tp], m.pos[tp] = end, position
-		if !slices.Contains(m.topics, tp.Topic) {
-			m.topics = append(m.topics, tp.Topic)
-		}
-	})
-	m.listEnds(ctx)
-	now := m.now()
-	s := Sample{At: now}
-	for tp, end := range m.ends {
-		if prev, ok := m.prev[tp]; ok && end > prev {
-			s.Arrived += end - prev
-		}
-		if position := m.pos[tp]; position >= 0 && end > position {
-			s.LagRecords += end - position
-		}
-	}
-	m.meter.committedOf(m.commits, m.ends)
-	for tp, c := range m.commits {
-		if m.ends[tp] > c.next && !c.ts.IsZero() {
-			s.LagAge = max(s.LagAge, now.Sub(c.ts))
-		}
-	}
-	s.Written, s.FailingFor, s.OldestWrite = m.meter.take(now)
-	q := m.q.Current()
-	s.LagRecords += int64(q.QueueSize)
-	s.Backlog = int64(q.Capacity)
-
+	s, q := m.collect(ctx)
 	est, changed := m.est.Observe(s)
 	m.mu.Lock()
 	m.last = est
@@ -216,8 +185,48 @@ func (m *Monitor) sample(ctx context.Context) {
 		zap.Int64("lag_records", est.LagRecords), zap.Float64("lag_seconds", est.LagSeconds),
 		zap.Int("queue_size", q.QueueSize))
 	m.m.changes.WithLabelValues(est.Level.String()).Inc()
-	e := upstreamEvent(q, est, now)
+	e := upstreamEvent(q, est, s.At)
 	for _, sub := range subs {
 		_ = sub.Notify(ctx, e) // the sinks count and log their own failures
 	}
+}
+
+// collect takes one Sample, and returns it with the queue's state.
+func (m *Monitor) collect(ctx context.Context) (Sample, backpressure.Event) {
+	m.prev, m.ends = m.ends, m.prev
+	clear(m.ends)
+	clear(m.pos)
+	m.topics = m.topics[:0]
+	m.lags.EachLag(func(tp tick.TopicPartition, end, position int64) {
+		m.ends[tp], m.pos[tp] = end, position
+		if !slices.Contains(m.topics, tp.Topic) {
+			m.topics = append(m.topics, tp.Topic)
+		}
+	})
+	m.listEnds(ctx)
+	now := m.now()
+	s := Sample{At: now}
+	for tp, end := range m.ends {
+		if prev, ok := m.prev[tp]; ok {
+			// An end offset never goes back: one listed before and not
+			// now (a failed listing) is still known.
+			end = max(end, prev)
+			m.ends[tp] = end
+			s.Arrived += end - prev
+		}
+		if position := m.pos[tp]; position >= 0 && end > position {
+			s.LagRecords += end - position
+		}
+	}
+	m.meter.committedOf(m.commits, m.ends)
+	for tp, c := range m.commits {
+		if m.ends[tp] > c.next && !c.ts.IsZero() {
+			s.LagAge = max(s.LagAge, now.Sub(c.ts))
+		}
+	}
+	s.Written, s.FailingFor, s.OldestWrite = m.meter.take(now)
+	q := m.q.Current()
+	s.LagRecords += int64(q.QueueSize)
+	s.Backlog = int64(q.Capacity)
+	return s, q
 }

@@ -272,18 +272,27 @@ func TestMonitorListsEndOffsets(t *testing.T) {
 	}
 	m.now = clk.now
 	ctx := context.Background()
-	m.sample(ctx)
+	var arrived int64
+	sample := func() Sample {
+		clk.add(time.Second)
+		s, _ := m.collect(ctx)
+		arrived += s.Arrived
+		return s
+	}
+	sample()
 	ends.ends[tp0] = 400 // the consumer still says 100
-	clk.add(time.Second)
-	m.sample(ctx)
-	if e := m.Current(); e.ArrivalRate != 300 || e.LagRecords != 300 {
-		t.Errorf("arrival %v/s, lag %d: want 300 and 300 from the listed end offset", e.ArrivalRate, e.LagRecords)
+	if s := sample(); s.Arrived != 300 || s.LagRecords != 300 {
+		t.Errorf("arrived %d, lag %d: want 300 and 300 from the listed end offset", s.Arrived, s.LagRecords)
 	}
 	ends.err = errors.New("broker unreachable")
+	sample() // the consumer's 100 does not take the end back
 	lags[tp0] = [2]int64{500, 100}
-	clk.add(time.Second)
-	m.sample(ctx)
-	if e := m.Current(); e.LagRecords != 400 {
-		t.Errorf("lag %d after a failed listing, want 400 from the consumer's end offset", e.LagRecords)
+	if s := sample(); s.LagRecords != 400 {
+		t.Errorf("lag %d after failed listings, want 400 from the consumer's end offset", s.LagRecords)
+	}
+	ends.err, ends.ends[tp0] = nil, 600
+	sample()
+	if arrived != 500 {
+		t.Errorf("%d records counted as arrived, want 500 (100 → 600): each once, however the end offsets were learnt", arrived)
 	}
 }
