@@ -120,10 +120,10 @@ type Follower struct {
 	stale        time.Duration
 	scales       [3]float64
 	proportional bool
-	onChange   func(Level)
-	onError    func(error)
-	clientOpts []kgo.Opt
-	client     *kgo.Client
+	onChange     func(Level)
+	onError      func(error)
+	clientOpts   []kgo.Opt
+	client       *kgo.Client
 
 	mu       sync.Mutex
 	coords   map[string]heard
