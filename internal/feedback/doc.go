@@ -19,8 +19,9 @@
 //
 // Monitor.Run samples every 500 ms, in its caller's goroutine: the end
 // offsets and read positions of the assigned partitions (Lags, the
-// consumer), the writes seen by the Meter, and the queue (Queue, the
-// coordinator). The arrival rate is the growth of the end offsets, the
+// consumer; the end offsets are also listed each time through the
+// EndLister, since a paused partition is not fetched), the writes seen by
+// the Meter, and the queue (Queue, the coordinator). The arrival rate is the growth of the end offsets, the
 // write rate the records committed, both smoothed (EWMA, 2 s); the lag in
 // records is Kafka past the read position plus the queue, the lag in time
 // the age of the newest record written of the partition furthest behind

@@ -26,8 +26,8 @@ const Schema = "mds.feedback.v1"
 // topicTimeout bounds creating or checking the feedback topic at start.
 const topicTimeout = 10 * time.Second
 
-// Source gives the current queue state, re-published as heartbeats.
-// *coordinator.Coordinator is one.
+// Source gives the current state, re-published as heartbeats. *Monitor is
+// one (the upstream level with the queue's state).
 type Source interface {
 	Current() backpressure.Event
 }
