@@ -119,12 +119,11 @@ func TestMonitorSamples(t *testing.T) {
 		t.Errorf("arrival %v/s, write %v/s, want 600 and 200", e.ArrivalRate, e.WriteRate)
 	}
 	// The queue fields keep their meaning (the queue is HARD); the level
-	// is the upstream one: a lag above the backlog threshold (the queue
-	// capacity) with arrivals above the write rate, not yet HARD because
-	// the store's rate has not been measured for long.
+	// is the upstream one: OK, since writes have not been measured for
+	// long enough to call the lag growing.
 	if e.QueueSize != 100 || e.Capacity != 1000 || e.CoordinatorID != "mds-1" ||
-		e.Level != backpressure.Soft || e.Reason != backpressure.ReasonNearCapacity {
-		t.Errorf("event %+v, want the queue's fields and the upstream level soft near_capacity", e)
+		e.Level != backpressure.OK || e.Reason != backpressure.ReasonKeepingUp {
+		t.Errorf("event %+v, want the queue's fields and the upstream level ok", e)
 	}
 	if got := testutil.ToFloat64(m.m.arrival); got != 600 {
 		t.Errorf("mds_feedback_arrival_rate %v, want 600", got)

@@ -88,7 +88,9 @@ type Estimate struct {
 //     above it): producers come back at SOFT until the lag they built is
 //     gone, instead of at full speed into a store still behind.
 //   - SOFT near_capacity: backlog and A ≥ W·(1−nearMargin): the lag hardly
-//     shrinks.
+//     shrinks; unless the arrivals of the last interval are above
+//     W·(1+growthMargin): then A is on its way up to HARD, and a SOFT
+//     held for the dwell would only delay it.
 //   - SOFT lag_age: the oldest unwritten record is older than lagAgeSoft
 //     (when set), so that a long replay does not run into retention.
 //   - OK keeping_up: otherwise, including a replay of a backlog while
@@ -105,6 +107,7 @@ type Upstream struct {
 	last            time.Time // previous sample
 	firstWrite      time.Time // first sample with records written
 	arrival, write  float64   // smoothed rates
+	rawArrival      float64   // over the last interval
 	sustainable     float64
 	entryArrival    float64 // A when HARD was last entered
 	draining        bool
@@ -140,6 +143,7 @@ func (u *Upstream) Observe(s Sample) (Estimate, bool) {
 	}
 	u.last = s.At
 	a, w := float64(s.Arrived)/dt, float64(s.Written)/dt
+	u.rawArrival = a
 	if u.hasRates {
 		u.arrival = smooth(u.arrival, a, dt, rateWindow)
 		u.write = smooth(u.write, w, dt, rateWindow)
@@ -191,7 +195,7 @@ func (u *Upstream) target(s Sample, backlog bool) (backpressure.Level, string) {
 		return backpressure.Hard, backpressure.ReasonLagGrowing
 	case backlog && (u.draining || u.cur.Level == backpressure.Hard && u.producersOverloaded()):
 		return backpressure.Soft, backpressure.ReasonDraining
-	case backlog && u.arrival >= u.write*(1-nearMargin):
+	case backlog && u.arrival >= u.write*(1-nearMargin) && u.rawArrival <= u.write*(1+growthMargin):
 		return backpressure.Soft, backpressure.ReasonNearCapacity
 	case u.lagAgeSoft > 0 && s.LagAge >= u.lagAgeSoft:
 		return backpressure.Soft, backpressure.ReasonLagAge

@@ -185,6 +185,21 @@ func TestUpstreamLevels(t *testing.T) {
 			}
 		},
 	}, {
+		name: "a demand jumping above the store during a replay goes to HARD, not SOFT first",
+		run: func(s *sim) {
+			s.phase("replay with live at half", 10*time.Second, store/2, false, false)
+			s.phase("demand at 1.5 × the store", 20*time.Second, 1.5*store, false, false)
+		},
+		check: func(t *testing.T, s *sim) {
+			hard := s.firstAfter(10*time.Second, backpressure.Hard)
+			if hard < 0 || hard > 13*time.Second {
+				t.Fatalf("HARD at %v, want within 3 s of the jump at 10 s", hard)
+			}
+			if got := s.levelsSince(10 * time.Second); got[0] != backpressure.OK || got[1] != backpressure.Hard {
+				t.Errorf("levels after the jump %v, want ok then hard", got)
+			}
+		},
+	}, {
 		name: "a 10 s table lock: HARD, then OK once writes resume",
 		run: func(s *sim) {
 			s.lag = 500_000 // a replay first: the store's rate is measured
