@@ -72,7 +72,7 @@ func TestUpstreamLevelEndToEnd(t *testing.T) {
 	levels := watchLevels(ctx, t, f, tl)
 	pr := &probe{addr: p.addr}
 
-	// The store's rate: rows written per second over 2 s of replay with
+	// The store's rate: rows written per second over 1 s of replay with
 	// no producer, once writing has begun.
 	if err := waitFor(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
 		m, err := scrape(p.addr)
