@@ -5,14 +5,17 @@ import (
 	"time"
 )
 
-// Level is the backpressure level of one coordinator.
+// Level is the backpressure level of one coordinator. On the feedback topic
+// it is the upstream level: whether the live arrival rate exceeds what the
+// store can take (see the package documentation); inside the processor the
+// same type is the queue level, which drives pausing.
 type Level int8
 
 // Levels, from no pressure to stop.
 const (
-	OK   Level = iota // queue at or below the low watermark: full speed
-	Soft              // between the watermarks: slow down
-	Hard              // at or above the high watermark: stop
+	OK   Level = iota // the store keeps up with the live rate: full speed
+	Soft              // near what the store sustains, or draining after HARD: slow down
+	Hard              // the lag grows, or the store is failing: stop
 )
 
 func (l Level) String() string {
@@ -75,12 +78,22 @@ func equalFoldASCII(s, lower string) bool {
 	return true
 }
 
-// Reasons carried by events.
+// Reasons carried by events. The first three name queue level transitions
+// (in-process, and on the topic from publishers older than the upstream
+// level); the others name upstream level transitions. Readers must accept
+// reasons they do not know.
 const (
-	ReasonHighWatermark = "high_watermark" // rose to HARD
-	ReasonSoft          = "soft_watermark" // entered the band between the watermarks
-	ReasonLowWatermark  = "low_watermark"  // drained to OK
+	ReasonHighWatermark = "high_watermark" // queue rose to HARD
+	ReasonSoft          = "soft_watermark" // queue entered the band between the watermarks
+	ReasonLowWatermark  = "low_watermark"  // queue drained to OK
 	ReasonHeartbeat     = "heartbeat"      // periodic re-publication of the current level
+
+	ReasonLagGrowing   = "lag_growing"   // HARD: arrivals exceed what the store writes, the lag grows
+	ReasonStoreFailing = "store_failing" // HARD: writes have been failing
+	ReasonDraining     = "draining"      // SOFT: after HARD, the lag built by the overload is drained
+	ReasonNearCapacity = "near_capacity" // SOFT: a lag exists and arrivals are close to the write rate
+	ReasonLagAge       = "lag_age"       // SOFT: the oldest unwritten record is older than the publisher's limit
+	ReasonKeepingUp    = "keeping_up"    // OK: the store keeps up with the live rate (a lag, if any, shrinks)
 )
 
 // SourceStore is the source of events raised by the write coordinator in
@@ -103,6 +116,28 @@ type Event struct {
 	// optional (0: not given). A Follower keeps counting the coordinator
 	// for at least three of them.
 	HeartbeatInterval float64 `json:"heartbeat_interval,omitempty"`
+
+	// The fields below are optional measurements behind the upstream
+	// level, carried by events of publishers that compute it. A field
+	// that is absent (0 here) is zero or was not measured. Rates count
+	// records (Kafka offsets) per second over the coordinator's assigned
+	// partitions, smoothed over a few seconds.
+
+	// LagRecords is the number of records not yet written: in Kafka past
+	// the consumer's position, plus those queued.
+	LagRecords int64 `json:"lag_records,omitempty"`
+	// LagSeconds is the age of the oldest record not yet written, from
+	// Kafka record timestamps (an upper bound: the time since the newest
+	// record written of the partition furthest behind).
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
+	// ArrivalRate is the growth of the partitions' end offsets: what
+	// producers write now.
+	ArrivalRate float64 `json:"arrival_rate,omitempty"`
+	// WriteRate is the rate of records committed to the database.
+	WriteRate float64 `json:"write_rate,omitempty"`
+	// SustainableRate is the write rate the store was measured to sustain
+	// while a lag kept it busy; absent until measured.
+	SustainableRate float64 `json:"sustainable_rate,omitempty"`
 }
 
 // Time returns TS as a time.Time.

@@ -73,6 +73,32 @@ func OnChange(fn func(Level)) Option {
 	return func(f *Follower) { f.onChange = fn }
 }
 
+// Constants of the proportional mode.
+const (
+	// proportionalTarget is the share of the sustainable rate the
+	// proportional mode aims the total arrival rate at.
+	proportionalTarget = 0.9
+	// minProportionalScale keeps the proportional scale above zero, from
+	// which a multiplicative step could not rise again.
+	minProportionalScale = 0.01
+)
+
+// WithProportionalSoft makes Scale at Soft follow what the store sustains
+// instead of the fixed soft scale of WithScales. It uses the optional
+// sustainable_rate and arrival_rate of the events (a publisher that does
+// not send them leaves the scale as it is). On entering Soft from OK, the
+// scale starts at the OK scale; from Hard, at the soft scale. Then each new
+// event of a Soft coordinator multiplies it by 0.9 × sustainable_rate /
+// arrival_rate (by at least 0.5 and at most 2 per event; the smallest
+// factor among the Soft coordinators), and it stays within [0.01, the OK
+// scale]. Producers that all follow the same coordinators this way steer
+// their total rate toward 90 % of what the store sustains, instead of
+// halving it. Levels, OK, Hard and the simple mode are unchanged; Changed
+// is also signalled when the proportional scale changes.
+func WithProportionalSoft() Option {
+	return func(f *Follower) { f.proportional = true }
+}
+
 // OnError sets a function called with fetch errors, including those the
 // client retries by itself (such as a topic that does not exist yet), and
 // with records that are not feedback events (they are skipped). It is called
@@ -90,17 +116,19 @@ func OnError(fn func(error)) Option {
 // start, so the compacted topic tells it each coordinator's last state as soon
 // as it starts. Level, Scale and Changed are safe for concurrent use.
 type Follower struct {
-	topic      string
-	stale      time.Duration
-	scales     [3]float64
-	onChange   func(Level)
-	onError    func(error)
-	clientOpts []kgo.Opt
-	client     *kgo.Client
+	topic        string
+	stale        time.Duration
+	scales       [3]float64
+	proportional bool
+	onChange     func(Level)
+	onError      func(error)
+	clientOpts   []kgo.Opt
+	client       *kgo.Client
 
 	mu       sync.Mutex
 	coords   map[string]heard
 	level    Level
+	soft     float64 // Scale at Soft in the proportional mode
 	changed  chan struct{}
 	connErr  error // last failed connection, until one succeeds
 	fetchErr error // last fetch error, until records are read
@@ -110,6 +138,7 @@ type Follower struct {
 type heard struct {
 	event   Event
 	expires time.Time
+	fresh   bool // not yet seen by evaluate
 }
 
 // maxHeartbeat caps the heartbeat interval an event may announce, so that a
@@ -210,8 +239,16 @@ func (f *Follower) Level() Level {
 	return f.level
 }
 
-// Scale returns the rate scale of the current level.
-func (f *Follower) Scale() float64 { return f.scales[f.Level()] }
+// Scale returns the rate scale of the current level (at Soft in the
+// proportional mode, the proportional scale).
+func (f *Follower) Scale() float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.proportional && f.level == Soft {
+		return f.soft
+	}
+	return f.scales[f.level]
+}
 
 // Err returns what keeps the follower from reading the topic, or nil: the
 // last failed connection to a broker (unreachable, TLS, SASL) until a
@@ -224,7 +261,8 @@ func (f *Follower) Err() error {
 	return errors.Join(f.connErr, f.fetchErr)
 }
 
-// Changed returns a channel that is closed at the next level change.
+// Changed returns a channel that is closed at the next level change (or,
+// in the proportional mode, the next change of Scale).
 func (f *Follower) Changed() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -262,7 +300,7 @@ func (f *Follower) apply(r *kgo.Record, now time.Time) {
 		stale = max(stale, 3*time.Duration(min(hb, maxHeartbeat.Seconds())*float64(time.Second)))
 	}
 	f.mu.Lock()
-	f.coords[id] = heard{event: e, expires: at.Add(stale)}
+	f.coords[id] = heard{event: e, expires: at.Add(stale), fresh: true}
 	f.mu.Unlock()
 }
 
@@ -272,6 +310,7 @@ func (f *Follower) apply(r *kgo.Record, now time.Time) {
 func (f *Follower) evaluate(now time.Time) (next time.Time) {
 	f.mu.Lock()
 	worst := OK
+	factor := 0.0 // proportional mode: smallest 0.9 × sustainable / arrival of a fresh SOFT event
 	for id, h := range f.coords {
 		if !now.Before(h.expires) {
 			delete(f.coords, id)
@@ -281,10 +320,38 @@ func (f *Follower) evaluate(now time.Time) (next time.Time) {
 		if next.IsZero() || h.expires.Before(next) {
 			next = h.expires
 		}
+		if h.fresh {
+			h.fresh = false
+			f.coords[id] = h
+			if e := h.event; e.Level == Soft && e.SustainableRate > 0 && e.ArrivalRate > 0 {
+				r := proportionalTarget * e.SustainableRate / e.ArrivalRate
+				if factor == 0 || r < factor {
+					factor = r
+				}
+			}
+		}
 	}
 	changed := worst != f.level
+	signal := changed
+	if f.proportional && worst == Soft {
+		soft := f.soft
+		switch {
+		case f.level == OK: // producers were at the OK scale: the rates measured it
+			soft = f.scales[OK]
+		case f.level == Hard: // producers were stopped: the rates say nothing yet
+			soft, factor = f.scales[Soft], 0
+		}
+		if factor > 0 {
+			soft *= min(max(factor, 0.5), 2)
+		}
+		soft = min(max(soft, minProportionalScale), f.scales[OK])
+		signal = signal || soft != f.soft
+		f.soft = soft
+	}
 	if changed {
 		f.level = worst
+	}
+	if signal {
 		close(f.changed)
 		f.changed = make(chan struct{})
 	}

@@ -21,8 +21,11 @@ type ScaleSource interface {
 var _ ScaleSource = (*Follower)(nil)
 
 // Limiter paces a produce loop at a target rate times the current scale of
-// its source. At scale 0 it holds every caller until the scale rises. It is
-// safe for concurrent use.
+// its source. At scale 0 it holds every caller until the scale rises. With
+// a Follower as its source the scale is the simple mode's fixed scale per
+// level, or, with WithProportionalSoft, at Soft a scale that follows what
+// the store sustains; a change of scale takes effect at once. It is safe
+// for concurrent use.
 type Limiter struct {
 	target float64
 	src    ScaleSource

@@ -47,6 +47,12 @@
 // timeline of what it did and what it found. TestBackpressureEndToEnd stalls the
 // database under a running tick generator and follows the level on the
 // feedback topic, the paused partitions in /metrics and the generator's
-// rate, down and back up. TestIngest, TestRestart and TestRebalance cover
+// rate, down and back up. TestUpstreamLevelEndToEnd proves that the level
+// published to producers tells catching up from overload: a backlog of
+// 1,000,000 ticks (MDS_IT_UPSTREAM_BACKLOG) replayed while a generator
+// produces live at half the store's measured rate stays OK while the queue
+// pauses the partitions inside the process; a live demand above the
+// store's rate, and a 10 s table lock, go HARD and back; it prints the
+// timeline of the published levels. TestIngest, TestRestart and TestRebalance cover
 // the everyday paths of the application.
 package integration

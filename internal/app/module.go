@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"github.com/twmb/franz-go/plugin/kzap"
@@ -27,16 +28,19 @@ import (
 
 // Interfaces are bound to their implementations here, and nowhere else.
 var (
-	_ coordinator.Sink       = (*store.Store)(nil)
-	_ coordinator.Acker      = (*consume.Consumer)(nil)
-	_ coordinator.Fencer     = (*consume.Consumer)(nil)
-	_ consume.Queue          = (*coordinator.Coordinator)(nil)
-	_ consume.OffsetStore    = (*store.Store)(nil)
-	_ coordinator.Subscriber = (*feedback.KafkaPublisher)(nil)
-	_ coordinator.Subscriber = (*feedback.Webhook)(nil)
-	_ groupMember            = (*consume.Consumer)(nil)
-	_ database               = (*store.Store)(nil)
-	_ writer                 = (*coordinator.Coordinator)(nil)
+	_ feedback.Writer     = (*store.Store)(nil)
+	_ coordinator.Sink    = (*feedback.Meter)(nil)
+	_ feedback.Queue      = (*coordinator.Coordinator)(nil)
+	_ feedback.Lags       = (*consume.Consumer)(nil)
+	_ feedback.Subscriber = (*feedback.KafkaPublisher)(nil)
+	_ feedback.Subscriber = (*feedback.Webhook)(nil)
+	_ coordinator.Acker   = (*consume.Consumer)(nil)
+	_ coordinator.Fencer  = (*consume.Consumer)(nil)
+	_ consume.Queue       = (*coordinator.Coordinator)(nil)
+	_ consume.OffsetStore = (*store.Store)(nil)
+	_ groupMember         = (*consume.Consumer)(nil)
+	_ database            = (*store.Store)(nil)
+	_ writer              = (*coordinator.Coordinator)(nil)
 )
 
 // kafkaOpts are the client options every Kafka client of the process shares
@@ -60,6 +64,7 @@ func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Re
 			newKafkaOpts,
 			newKafkaClient,
 			newStore,
+			newMeter,
 			newBus,
 			newCoordinator,
 			newConsumer,
@@ -150,8 +155,12 @@ func newBus(lc fx.Lifecycle, log *zap.Logger) *coordinator.Bus {
 	return b
 }
 
-func newCoordinator(s Settings, st *store.Store, bus *coordinator.Bus, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
-	return coordinator.New(s.Coordinator, st, bus, log, reg)
+// newMeter puts the feedback's Meter between the workers and the store: it
+// sees every write, for the upstream level.
+func newMeter(st *store.Store) *feedback.Meter { return feedback.NewMeter(st) }
+
+func newCoordinator(s Settings, meter *feedback.Meter, bus *coordinator.Bus, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
+	return coordinator.New(s.Coordinator, meter, bus, log, reg)
 }
 
 func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) (*consume.Consumer, error) {
@@ -183,27 +192,38 @@ func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordin
 	lifecycle.Hook(lc, sd, log, "coordinator", co)
 }
 
-func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, bus *coordinator.Bus, co *coordinator.Coordinator, cl *kgo.Client, log *zap.Logger, reg prometheus.Registerer) error {
+// startFeedback runs what tells producers upstream how the store keeps up:
+// the Monitor, which computes the upstream level from the consumer's lag,
+// the metered writes and the queue, and the sinks it tells each change
+// (the Kafka topic, the webhook), which also re-publish its current state
+// every heartbeat. Pausing partitions is the consumer's own business,
+// driven by the queue level: it runs with or without this.
+func startFeedback(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, co *coordinator.Coordinator, c *consume.Consumer, meter *feedback.Meter, cl *kgo.Client, log *zap.Logger, reg prometheus.Registerer) error {
 	if !s.Coordinator.EnableFeedback {
-		log.Info("backpressure feedback disabled (MDS_FB_ENABLE_FEEDBACK=false)")
+		log.Info("backpressure feedback to producers disabled (MDS_FB_ENABLE_FEEDBACK=false); partitions still pause on the queue level")
 		return nil
 	}
-	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, co, log, reg)
+	mon, err := feedback.NewMonitor(s.Feedback, co, c, kadm.NewClient(cl), meter, log, reg) // not closed: that would close cl
 	if err != nil {
 		return err
 	}
-	// Stop hooks run in reverse: unsubscribe, then stop the publisher
-	// (tombstone, flush); the client closes last.
+	pub, err := feedback.NewKafkaPublisher(s.Feedback, cl, mon, log, reg)
+	if err != nil {
+		return err
+	}
+	mon.Subscribe(pub)
+	// Stop hooks run in reverse: the publisher stops (tombstone, flush)
+	// before the monitor; the client closes last.
+	lifecycle.Hook(lc, sd, log, "feedback_monitor", mon)
 	lifecycle.Hook(lc, sd, log, "feedback", pub)
-	lc.Append(fx.StopHook(bus.Subscribe("kafka", pub)))
 	if s.Feedback.Webhook.Enabled {
-		wh, err := feedback.NewWebhook(s.Feedback.Webhook, co, s.Feedback.HeartbeatInterval, log, reg)
+		wh, err := feedback.NewWebhook(s.Feedback.Webhook, mon, s.Feedback.HeartbeatInterval, log, reg)
 		if err != nil {
 			return err
 		}
+		mon.Subscribe(wh)
 		lc.Append(fx.StopHook(wh.Close)) // last: after Run has returned
 		lifecycle.Hook(lc, sd, log, "feedback_webhook", wh)
-		lc.Append(fx.StopHook(bus.Subscribe("webhook", wh)))
 	}
 	return nil
 }

@@ -117,3 +117,19 @@ func (c *Consumer) publishLag() {
 	c.mu.Unlock()
 	c.m.lag.Set(float64(sum))
 }
+
+// EachLag calls fn, under the member's lock (fn must not block nor call
+// the Consumer), for every assigned partition whose end offset is known:
+// end is the high watermark last seen (from fetches and from the periodic
+// listing), position the next offset to hand to the queue, -1 while not
+// known yet. The backpressure feedback derives the arrival rate (growth of
+// end) and the lag from it.
+func (c *Consumer) EachLag(fn func(tp tick.TopicPartition, end, position int64)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for tp, end := range c.ends {
+		if st := c.parts[tp]; st != nil {
+			fn(tp, end, st.pos)
+		}
+	}
+}

@@ -18,8 +18,11 @@ type Subscriber interface {
 	Notify(ctx context.Context, e backpressure.Event) error
 }
 
-// Bus is the FeedbackBus: it delivers backpressure events to in-process
-// subscribers. Publish never blocks on a subscriber: each one has its own
+// Bus is the FeedbackBus: it delivers the queue's level transitions to
+// in-process subscribers. The feedback published to producers is not one
+// of them: it is computed from the lag and the write rate by package
+// feedback, whose sinks keep the only mailbox on that path (pausing reads
+// the queue level directly, with Current). Publish never blocks on a subscriber: each one has its own
 // delivery goroutine and a one-event mailbox, so a subscriber that falls
 // behind skips to the latest event instead of building a backlog. A new
 // subscriber first receives the last event published, if any.

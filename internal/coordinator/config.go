@@ -12,9 +12,15 @@ import (
 // Config configures a Coordinator. Capacity, watermarks and batch size
 // count ticks: every record of a chunk, dead letters included.
 type Config struct {
-	// ID names this coordinator in feedback events and in the
-	// coordinator_id label of mds_feedback_events_total.
-	ID string `env:"MDS_COORDINATOR_ID" docdefault:"host name" help:"coordinator id in feedback events and the coordinator_id label"`
+	// ID names this coordinator in feedback events (the record key on the
+	// feedback topic) and in the coordinator_id label of
+	// mds_feedback_events_total. It must be unique among the processes
+	// publishing on one feedback topic: a stopping process publishes a
+	// tombstone for its key, which would erase another's level. The
+	// default, the host name and the process id ("host-4242"), is unique
+	// even with several processes on one host; a deployment may set a
+	// stable unique name instead, such as the pod name.
+	ID string `env:"MDS_COORDINATOR_ID" docdefault:"host name-process id" help:"coordinator id in feedback events (feedback topic key; unique per process) and the coordinator_id label"`
 	// Capacity bounds the ticks queued and not yet taken by a worker.
 	// Submit blocks above it. The default is 50000, not the original
 	// service's 10000: a partition has at most one batch in flight, so
@@ -58,11 +64,14 @@ type Config struct {
 	FlushInterval time.Duration `env:"MDS_COORDINATOR_FLUSH_INTERVAL" help:"write a partial batch once its oldest tick waited this long"`
 	// DrainTimeout bounds Drain at shutdown.
 	DrainTimeout time.Duration `env:"MDS_COORDINATOR_DRAIN_TIMEOUT" help:"longest wait for the queue to be written at shutdown"`
-	// EnableFeedback publishes level transitions on the Bus. When false no
-	// event is published (so subscribers such as partition pausing and the
-	// feedback topic see nothing); the level is still computed for Current
-	// and metrics.
-	EnableFeedback bool `env:"MDS_FB_ENABLE_FEEDBACK" help:"publish backpressure level transitions"`
+	// EnableFeedback turns the feedback to producers on: queue level
+	// transitions are published on the Bus, and the application publishes
+	// the upstream level on the feedback topic (and the webhook if
+	// enabled). When false nothing leaves the process and nothing is
+	// published on the Bus. Pausing and resuming partitions does not
+	// depend on it: the consumer reads the queue level (Current), which is
+	// computed either way, as are the level metrics.
+	EnableFeedback bool `env:"MDS_FB_ENABLE_FEEDBACK" help:"publish the backpressure level to producers (feedback topic, webhook); partition pausing is queue-driven and stays on"`
 
 	Retry   RetryConfig
 	Breaker BreakerConfig
@@ -102,14 +111,14 @@ type BreakerConfig struct {
 }
 
 // DefaultConfig returns the documented defaults. ID is the host name (or
-// "mds" if it cannot be read).
+// "mds" if it cannot be read) and the process id: "host-4242".
 func DefaultConfig() Config {
-	id, err := os.Hostname()
-	if err != nil || id == "" {
-		id = "mds"
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "mds"
 	}
 	return Config{
-		ID:             id,
+		ID:             fmt.Sprintf("%s-%d", host, os.Getpid()),
 		Capacity:       50000,
 		CapacityBytes:  64 << 20,
 		Workers:        4,

@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -13,8 +15,10 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	if low, high := cfg.Watermarks(); low != 25000 || high != 40000 { // 50 % and 80 % of 50000
 		t.Errorf("default watermarks %d/%d, want 25000/40000", low, high)
 	}
-	if cfg.ID == "" {
-		t.Error("default ID is empty")
+	// Two processes on one host must not share a key on the feedback
+	// topic: the default ends with the process id.
+	if suffix := fmt.Sprintf("-%d", os.Getpid()); len(cfg.ID) <= len(suffix) || !strings.HasSuffix(cfg.ID, suffix) {
+		t.Errorf("default ID %q, want the host name followed by %q", cfg.ID, suffix)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,8 +26,8 @@ const Schema = "mds.feedback.v1"
 // topicTimeout bounds creating or checking the feedback topic at start.
 const topicTimeout = 10 * time.Second
 
-// Source gives the current queue state, re-published as heartbeats.
-// *coordinator.Coordinator is one.
+// Source gives the current state, re-published as heartbeats. *Monitor is
+// one (the upstream level with the queue's state).
 type Source interface {
 	Current() backpressure.Event
 }
@@ -40,6 +41,7 @@ type Source interface {
 // a tombstone for the coordinator.
 type KafkaPublisher struct {
 	topic    string
+	topicCfg TopicConfig
 	interval time.Duration
 	client   *kgo.Client
 	src      Source
@@ -69,6 +71,7 @@ func NewKafkaPublisher(cfg Config, client *kgo.Client, src Source, log *zap.Logg
 	log = log.Named("feedback_kafka").With(zap.String("topic", cfg.Topic))
 	return &KafkaPublisher{
 		topic:    cfg.Topic,
+		topicCfg: cfg.TopicSettings,
 		interval: cfg.HeartbeatInterval,
 		client:   client,
 		src:      src,
@@ -171,21 +174,36 @@ func (p *KafkaPublisher) failed(err error) {
 	p.episodes.failed(err)
 }
 
-// ensureTopic creates the topic, compacted, with one partition and the
-// broker's default replication, and reports whether that is settled: the
-// topic is there, or the cluster refused for good (say, no permission: the
-// topic may have been provisioned by someone else, and publishing will
-// tell). An existing topic that is not compacted is used as it is, with a
-// warning. Problems are logged, at warning level when first is set.
+// topicConfigs are the configs the topic is created with.
+func (c TopicConfig) topicConfigs() map[string]*string {
+	cfgs := map[string]*string{
+		"cleanup.policy":            kadm.StringPtr("compact"),
+		"min.cleanable.dirty.ratio": kadm.StringPtr("0.1"),
+		"segment.ms":                kadm.StringPtr(strconv.FormatInt(c.Segment.Milliseconds(), 10)),
+	}
+	if c.MinInsyncReplicas > 0 {
+		cfgs["min.insync.replicas"] = kadm.StringPtr(strconv.Itoa(c.MinInsyncReplicas))
+	}
+	return cfgs
+}
+
+// ensureTopic creates the topic (one partition, compacted, with the
+// TopicConfig settings), and reports whether that is settled: the topic is
+// there, or the cluster refused for good (say, no permission: the topic
+// may have been provisioned by someone else, and publishing will tell). An
+// existing topic that is not compacted is used as it is, with a warning
+// naming the fix. Problems are logged, at warning level when first is set.
 func (p *KafkaPublisher) ensureTopic(ctx context.Context, first bool) (done bool) {
 	ctx, cancel := context.WithTimeout(ctx, topicTimeout)
 	defer cancel()
 	adm := kadm.NewClient(p.client) // not closed: that would close p.client
-	_, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, p.topic)
+	_, err := adm.CreateTopic(ctx, 1, int16(p.topicCfg.ReplicationFactor), p.topicCfg.topicConfigs(), p.topic)
 	var kerrErr *kerr.Error
 	switch {
 	case err == nil:
-		p.log.Info("created feedback topic")
+		p.log.Info("created feedback topic",
+			zap.Int("replication_factor", p.topicCfg.ReplicationFactor), zap.Int("min_insync_replicas", p.topicCfg.MinInsyncReplicas),
+			zap.Duration("segment", p.topicCfg.Segment))
 		return true
 	case errors.As(err, &kerrErr) && !kerrErr.Retriable && !errors.Is(err, kerr.TopicAlreadyExists):
 		p.log.Warn("creating feedback topic", zap.Error(err))
@@ -206,7 +224,9 @@ func (p *KafkaPublisher) ensureTopic(ctx context.Context, first bool) (done bool
 		}
 		for _, c := range rc.Configs {
 			if c.Key == "cleanup.policy" && c.Value != nil && !strings.Contains(*c.Value, "compact") {
-				p.log.Warn("feedback topic is not compacted: it keeps every heartbeat until retention, and followers read all of them at start",
+				p.log.Warn("feedback topic is not compacted: it keeps every heartbeat until retention, and a starting follower reads all of them; "+
+					"fix: kafka-configs.sh --alter --entity-type topics --entity-name "+p.topic+
+					" --add-config cleanup.policy=compact,min.cleanable.dirty.ratio=0.1,segment.ms="+strconv.FormatInt(p.topicCfg.Segment.Milliseconds(), 10),
 					zap.String("cleanup_policy", *c.Value))
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,12 +134,20 @@ func TestKafkaPublisherPublishesOnTheCompactedTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compacted := false
+	// Compacted, with segments short enough that a starting follower
+	// reads minutes of heartbeats; the replication settings left to the
+	// broker by default.
+	want := map[string]string{"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+	got := map[string]string{}
 	for _, cf := range rc.Configs {
-		compacted = compacted || cf.Key == "cleanup.policy" && cf.Value != nil && *cf.Value == "compact"
+		if cf.Value != nil {
+			got[cf.Key] = *cf.Value
+		}
 	}
-	if !compacted {
-		t.Errorf("topic not created compacted: %+v", rc.Configs)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("topic created with %s=%q, want %q", k, got[k], v)
+		}
 	}
 	if e := decode(t, first); e.Reason != backpressure.ReasonHeartbeat || e.Level != backpressure.OK {
 		t.Errorf("first record %+v, want an ok heartbeat", e)
@@ -198,8 +207,12 @@ func TestKafkaPublisherWarnsOnUncompactedTopic(t *testing.T) {
 	core, logs := observer.New(zapcore.InfoLevel)
 	startPublisher(t, cl, &state{e: backpressure.Event{CoordinatorID: "mds-1"}}, time.Second, zap.New(core))
 	consume(t, c, 1)
-	if n := logs.FilterMessageSnippet("not compacted").Len(); n != 1 {
-		t.Errorf("%d warnings about compaction, want 1: %v", n, logs.All())
+	warnings := logs.FilterMessageSnippet("not compacted")
+	if n := warnings.Len(); n != 1 {
+		t.Fatalf("%d warnings about compaction, want 1: %v", n, logs.All())
+	}
+	if msg := warnings.All()[0].Message; !strings.Contains(msg, "--entity-name "+testTopic+" --add-config cleanup.policy=compact") {
+		t.Errorf("the warning does not name the fix: %s", msg)
 	}
 }
 
