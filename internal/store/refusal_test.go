@@ -195,7 +195,7 @@ func TestWriteTimesOutOnALockedTable(t *testing.T) {
 	if v := testutil.ToFloat64(s.m.writeErrors[causeTimeout]); v != 1 {
 		t.Errorf("timeout write errors = %v, want 1 (error: %v)", v, err)
 	}
-	waiting := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+	waiting := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND backend_type = 'client backend'`
 	for queryInt(t, db, waiting) != 0 {
 		if ctx.Err() != nil {
 			t.Fatal("a session still waits for the lock after Write returned: the server was not told to give up")
