@@ -483,6 +483,22 @@ type inProcess struct {
 // says it joined the group and the database answers.
 func (f *fixture) startApp(t *testing.T, name string, env map[string]string) *inProcess {
 	t.Helper()
+	a := f.launchApp(t, name, env)
+	if err := waitReady(context.Background(), a.addr, 30*time.Second, a.done); err != nil {
+		select {
+		case <-a.done:
+			err = fmt.Errorf("%w: %v", err, a.err)
+		default:
+		}
+		t.Fatalf("%s did not become ready: %v", name, err)
+	}
+	return a
+}
+
+// launchApp runs the processor in-process with env, without waiting for
+// it to be ready.
+func (f *fixture) launchApp(t *testing.T, name string, env map[string]string) *inProcess {
+	t.Helper()
 	s, err := app.LoadSettings(env)
 	if err != nil {
 		t.Fatalf("settings of %s: %v", name, err)
@@ -495,14 +511,6 @@ func (f *fixture) startApp(t *testing.T, name string, env map[string]string) *in
 		a.err = app.Run(ctx, s, log, app.NewRegistry())
 	}()
 	t.Cleanup(func() { _ = a.stop() })
-	if err := waitReady(ctx, a.addr, 30*time.Second, a.done); err != nil {
-		select {
-		case <-a.done:
-			err = fmt.Errorf("%w: %v", err, a.err)
-		default:
-		}
-		t.Fatalf("%s did not become ready: %v", name, err)
-	}
 	return a
 }
 

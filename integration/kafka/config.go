@@ -69,6 +69,10 @@ func (c *Cluster) writeConfig(n *node) error {
 		{"broker.session.timeout.ms", ms(o.BrokerSessionTimeout)},
 		{"broker.heartbeat.interval.ms", ms(o.BrokerSessionTimeout / 4)},
 		{"controlled.shutdown.enable", "true"},
+		// The log cleaner looks for work every second (default 15s), so
+		// that a compacted topic is compacted within a test.
+		{"log.cleaner.backoff.ms", "1000"},
+		{"log.cleaner.dedupe.buffer.size", fmt.Sprint(16 << 20)},
 	}
 	if len(o.SCRAMUsers) > 0 {
 		props = append(props,

@@ -28,8 +28,10 @@
 // /metrics serves the registry given to Module (Go runtime and process
 // collectors plus every package's metrics); /healthz answers while the
 // process runs; /readyz answers 200 when the brokers answer, the member has
-// joined its group and polled, and the database answers, and 503 otherwise,
-// with a JSON body: each check, the schema version and TimescaleDB state (or
+// joined its group and polled, and the database answers, and 503 otherwise
+// (a member that cannot consume says why: a missing or denied topic, a
+// denied group, failed authentication; the reason is logged once), with a
+// JSON body: each check, the schema version and TimescaleDB state (or
 // the warning naming what is missing), and the backpressure level and queue
 // size. With MDS_HTTP_PPROF=true it also serves /debug/pprof/.
 package app

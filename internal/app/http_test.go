@@ -16,9 +16,13 @@ import (
 	"github.com/market-data-store/mds/internal/store"
 )
 
-type fakeMember bool
+type fakeMember struct {
+	ready   bool
+	problem error
+}
 
-func (m fakeMember) Ready() bool { return bool(m) }
+func (m fakeMember) Ready() bool    { return m.ready }
+func (m fakeMember) Problem() error { return m.problem }
 
 type fakeDB struct{ err error }
 
@@ -36,21 +40,27 @@ func (fakeLevel) Current() backpressure.Event {
 func TestReadyz(t *testing.T) {
 	down := func(context.Context) error { return errors.New("dial tcp: connection refused") }
 	up := func(context.Context) error { return nil }
+	missing := func(context.Context) error { return errors.New("topic ticks does not exist") }
+	ready, joining := fakeMember{ready: true}, fakeMember{}
+	denied := fakeMember{problem: errors.New("group g: GROUP_AUTHORIZATION_FAILED")}
 	for _, tc := range []struct {
 		name   string
 		member fakeMember
 		kafka  brokers
+		topics topicCheck
 		db     error
 		code   int
 		check  string
 	}{
-		{"all well", true, up, nil, 200, `"kafka":"ok"`},
-		{"not joined yet", false, up, nil, 503, "not yet a group member"},
-		{"brokers gone", true, down, nil, 503, "connection refused"},
-		{"database down", true, up, errors.New("connection refused"), 503, `"database":"unreachable`},
+		{"all well", ready, up, up, nil, 200, `"kafka":"ok"`},
+		{"not joined yet", joining, up, up, nil, 503, "not yet a group member"},
+		{"group denied", denied, up, up, nil, 503, `"kafka":"cannot consume: group g: GROUP_AUTHORIZATION_FAILED"`},
+		{"topic missing", joining, up, missing, nil, 503, `"kafka":"cannot consume: topic ticks does not exist"`},
+		{"brokers gone", ready, down, up, nil, 503, "connection refused"},
+		{"database down", ready, up, up, errors.New("connection refused"), 503, `"database":"unreachable`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, fakeDB{tc.db}, fakeLevel{}, zap.NewNop())
+			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, tc.topics, fakeDB{tc.db}, fakeLevel{}, zap.NewNop())
 			rec := httptest.NewRecorder()
 			h.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			body := rec.Body.String()
@@ -70,7 +80,8 @@ func TestReadyz(t *testing.T) {
 
 func TestPprofOnlyWhenAsked(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		h := newHealthServer("", on, prometheus.NewRegistry(), fakeMember(true), func(context.Context) error { return nil }, fakeDB{}, fakeLevel{}, zap.NewNop())
+		ok := func(context.Context) error { return nil }
+		h := newHealthServer("", on, prometheus.NewRegistry(), fakeMember{ready: true}, ok, ok, fakeDB{}, fakeLevel{}, zap.NewNop())
 		rec := httptest.NewRecorder()
 		h.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
 		if (rec.Code == 200) != on {

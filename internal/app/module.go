@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
@@ -135,7 +136,8 @@ func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gathe
 	// /readyz asks the brokers itself: the group member alone does not
 	// notice that they went away until its session times out.
 	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, cl) }
-	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, st, co, log.Named("http")))
+	topics := func(ctx context.Context) error { return consume.CheckTopics(ctx, kadm.NewClient(cl), s.Consume.Topics) }
+	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, topics, st, co, log.Named("http")))
 }
 
 func startCoordinator(lc fx.Lifecycle, sd fx.Shutdowner, co *coordinator.Coordinator, log *zap.Logger) {

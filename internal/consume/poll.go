@@ -115,6 +115,7 @@ func (c *Consumer) fetchError(topic string, partition int32, err error) {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return // the poll timed out or we are stopping
 	}
+	c.health.note(err)
 	if ok, skipped := c.warnLog.allow(); ok {
 		c.log.Warn("fetch error", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err), zap.Int("suppressed", skipped))
 	}
