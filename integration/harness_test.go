@@ -46,9 +46,21 @@ type fixture struct {
 
 func newFixture(t *testing.T, partitions int32) *fixture {
 	t.Helper()
+	f := newFixtureOn(t, kafka(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.adm.CreateTopic(ctx, partitions, -1, nil, f.topic); err != nil {
+		t.Fatalf("creating topic %s: %v", f.topic, err)
+	}
+	return f
+}
+
+// newFixtureOn is a fixture on brokers whose topic the caller creates.
+func newFixtureOn(t *testing.T, brokers []string) *fixture {
+	t.Helper()
 	f := &fixture{
 		t:        t,
-		brokers:  kafka(t),
+		brokers:  brokers,
 		dbURL:    database(t),
 		topic:    uniqueName("ticks"),
 		feedback: uniqueName("feedback"),
@@ -64,11 +76,6 @@ func newFixture(t *testing.T, partitions int32) *fixture {
 	}
 	t.Cleanup(kc.Close)
 	f.kc, f.adm = kc, kadm.NewClient(kc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := f.adm.CreateTopic(ctx, partitions, -1, nil, f.topic); err != nil {
-		t.Fatalf("creating topic %s: %v", f.topic, err)
-	}
 	return f
 }
 

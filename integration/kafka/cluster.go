@@ -47,8 +47,9 @@ type Options struct {
 	ConsumerGroupSessionTimeout time.Duration
 	ConsumerGroupHeartbeat      time.Duration
 	// BrokerSessionTimeout is how long the controller waits for a silent
-	// broker before it fences it and moves its leaderships (default 4s;
-	// Kafka's own default is 9s).
+	// broker before it fences it and moves its leaderships (default 9s,
+	// Kafka's own: shorter ones made brokers of a loaded 2-core machine
+	// miss heartbeats and flap at start).
 	BrokerSessionTimeout time.Duration
 	// StartTimeout bounds the start (default 3 minutes: a loaded machine
 	// starts a JVM slowly).
@@ -102,7 +103,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		opts.ConsumerGroupHeartbeat = 250 * time.Millisecond
 	}
 	if opts.BrokerSessionTimeout == 0 {
-		opts.BrokerSessionTimeout = 4 * time.Second
+		opts.BrokerSessionTimeout = 9 * time.Second
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 3 * time.Minute
@@ -239,7 +240,26 @@ func (c *Cluster) Kill(i int) {
 	p.kill()
 }
 
-// Restart starts broker i again (after Kill) and waits until it answers
+// Terminate stops broker i gracefully (SIGTERM: a controlled shutdown that
+// hands its leaderships over first), as in a rolling restart, and waits
+// until it exited; after 2 minutes it kills it.
+func (c *Cluster) Terminate(i int) {
+	c.mu.Lock()
+	p := c.nodes[i].proc
+	c.nodes[i].proc = nil
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		p.kill()
+	}
+}
+
+// Restart starts broker i again (after Kill or Terminate) and waits until it answers
 // and the cluster lists every broker again.
 func (c *Cluster) Restart(ctx context.Context, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StartTimeout)
@@ -387,7 +407,7 @@ func (c *Cluster) waitRegistered(ctx context.Context, seeds []string) error {
 		case err != nil:
 			last = err
 		case len(md.Brokers) < len(c.nodes):
-			last = fmt.Errorf("%d of %d brokers registered", len(md.Brokers), len(c.nodes))
+			last = fmt.Errorf("%d of %d brokers registered (%v)", len(md.Brokers), len(c.nodes), md.Brokers.NodeIDs())
 		default:
 			return nil
 		}
