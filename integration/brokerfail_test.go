@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,8 +24,7 @@ import (
 // three each.
 const (
 	bfPartitions = 12
-	bfTicks      = 60_000
-	bfRate       = 4_000 // ticks per second: 15 s of input
+	bfRate       = 4_000 // ticks per second, produced until the failures are over
 )
 
 // TestBrokerFailures runs two processors on a three-broker Apache Kafka
@@ -45,8 +43,8 @@ func TestBrokerFailures(t *testing.T) {
 	cluster := kafkatest.StartT(t, kafkatest.Options{Brokers: 3})
 
 	t.Run("sigkill-leader", func(t *testing.T) {
-		runBrokerFailure(t, cluster, func(ctx context.Context, tl *timeline, mark func(string, []int32)) {
-			led := leaderOf(ctx, t, cluster, 1)
+		runBrokerFailure(t, cluster, func(ctx context.Context, tl *timeline, topic string, mark func(string, []int32)) {
+			led := leaderOf(ctx, t, cluster, topic, 1)
 			tl.logf("SIGKILL broker 1, the leader of partitions %v", led)
 			mark("sigkill broker 1", led)
 			cluster.Kill(0)
@@ -60,10 +58,10 @@ func TestBrokerFailures(t *testing.T) {
 		})
 	})
 	t.Run("rolling-restart", func(t *testing.T) {
-		runBrokerFailure(t, cluster, func(ctx context.Context, tl *timeline, mark func(string, []int32)) {
+		runBrokerFailure(t, cluster, func(ctx context.Context, tl *timeline, topic string, mark func(string, []int32)) {
 			for i := range cluster.Size() {
 				id := cluster.NodeID(i)
-				led := leaderOf(ctx, t, cluster, id)
+				led := leaderOf(ctx, t, cluster, topic, id)
 				tl.logf("controlled shutdown (SIGTERM) of broker %d, the leader of partitions %v", id, led)
 				mark(fmt.Sprintf("sigterm broker %d", id), led)
 				cluster.Terminate(i)
@@ -80,7 +78,7 @@ func TestBrokerFailures(t *testing.T) {
 // runBrokerFailure creates the topic, starts two processors and the
 // producer, runs fail once ingestion is under way, and asserts exactly
 // once. fail calls mark before each failure with the partitions it hits.
-func runBrokerFailure(t *testing.T, cluster *kafkatest.Cluster, fail func(ctx context.Context, tl *timeline, mark func(string, []int32))) {
+func runBrokerFailure(t *testing.T, cluster *kafkatest.Cluster, fail func(ctx context.Context, tl *timeline, topic string, mark func(string, []int32))) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	tl := newTimeline(t)
@@ -93,12 +91,16 @@ func runBrokerFailure(t *testing.T, cluster *kafkatest.Cluster, fail func(ctx co
 
 	mon := watchProgress(ctx, f, db)
 	l := newLedger()
+	// The producer runs until the failures are over.
+	failed := make(chan struct{})
 	produced := make(chan error, 1)
 	go func() {
-		produced <- f.produce(ctx, batchSpec{From: 1, To: bfTicks, Rate: bfRate, PoisonEvery: 1000, Kinds: []poisonKind{poisonDecode}}, l)
+		produced <- f.produce(ctx, batchSpec{From: 1, To: 1 << 40, Rate: bfRate, PoisonEvery: 1000, Kinds: []poisonKind{poisonDecode}, Until: failed}, l)
 	}()
 	time.Sleep(3 * time.Second)
-	fail(ctx, tl, mon.mark)
+	fail(ctx, tl, f.topic, mon.mark)
+	time.Sleep(3 * time.Second)
+	close(failed)
 	if err := <-produced; err != nil {
 		t.Fatalf("producing: %v", err)
 	}
@@ -172,21 +174,17 @@ func createLedTopic(ctx context.Context, t *testing.T, f *fixture, c *kafkatest.
 	}
 }
 
-// leaderOf lists the partitions broker id leads now.
-func leaderOf(ctx context.Context, t *testing.T, c *kafkatest.Cluster, id int32) []int32 {
+// leaderOf lists the partitions of topic broker id leads now.
+func leaderOf(ctx context.Context, t *testing.T, c *kafkatest.Cluster, topic string, id int32) []int32 {
 	t.Helper()
-	td, err := adminOn(t, c).ListTopics(ctx)
+	td, err := adminOn(t, c).ListTopics(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []int32
-	for _, d := range td {
-		if strings.HasPrefix(d.Topic, "ticks-") {
-			for _, p := range d.Partitions {
-				if p.Leader == id {
-					out = append(out, p.Partition)
-				}
-			}
+	for _, p := range td[topic].Partitions {
+		if p.Leader == id {
+			out = append(out, p.Partition)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
@@ -231,43 +229,53 @@ func adminOn(t *testing.T, c *kafkatest.Cluster) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
-// progress samples the stored offsets of a fixture every 50ms, so that the
-// stall each failure caused can be told afterwards: for each partition it
-// hit, the time from the failure until the partition stored new ticks.
+// progress samples the stored and the end offsets of a fixture every
+// 50ms, so that the stall each failure caused the processors can be told
+// afterwards: for each partition it hit, the longest time the partition
+// had records in Kafka and stored none (a producer stalled by the same
+// failure does not count), among the pauses that began after the failure
+// and before the next one.
 type progress struct {
 	f    *fixture
 	db   *pgxpool.Pool
 	stop context.CancelFunc
 	done chan struct{}
 
-	mu    sync.Mutex
-	marks []*failureMark
+	mu      sync.Mutex
+	last    map[int32]int64     // stored offsets at the last sample
+	waiting map[int32]time.Time // since when each partition has records to store and stored none
+	down    map[int32]time.Time // since when each partition has had no leader
+	marks   []*failureMark
 }
 
 type failureMark struct {
 	what  string
 	at    time.Time
-	parts []int32                 // partitions the failure hit; nil: all
-	from  map[int32]int64         // stored offsets at the failure
-	next  map[int32]time.Duration // when each stored new ticks, since at
+	until time.Time // the next failure; zero: none yet
+	parts []int32
+	stall map[int32]time.Duration // longest pause begun in [at, until)
+	down  map[int32]time.Duration // longest time without a leader begun in [at, until)
 }
 
 func watchProgress(ctx context.Context, f *fixture, db *pgxpool.Pool) *progress {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &progress{f: f, db: db, stop: cancel, done: make(chan struct{})}
+	p := &progress{f: f, db: db, stop: cancel, done: make(chan struct{}), last: map[int32]int64{}, waiting: map[int32]time.Time{}, down: map[int32]time.Time{}}
 	go func() {
 		defer close(p.done)
 		for ctx.Err() == nil {
-			if now, err := f.storedOffsets(ctx, db); err == nil {
-				p.mu.Lock()
-				for _, m := range p.marks {
-					for _, part := range m.parts {
-						if _, ok := m.next[part]; !ok && now[part] > m.from[part] {
-							m.next[part] = time.Since(m.at)
-						}
+			// Partitions without a leader have no end offset: they
+			// are unavailable, which is counted apart.
+			end := map[int32]int64{}
+			listed, err := f.adm.ListEndOffsets(ctx, f.topic)
+			if err == nil {
+				listed.Each(func(o kadm.ListedOffset) {
+					if o.Err == nil {
+						end[o.Partition] = o.Offset
 					}
-				}
-				p.mu.Unlock()
+				})
+			}
+			if stored, err := f.storedOffsets(ctx, db); err == nil && len(listed) > 0 {
+				p.sample(time.Now(), stored, end)
 			}
 			select {
 			case <-ctx.Done():
@@ -278,6 +286,52 @@ func watchProgress(ctx context.Context, f *fixture, db *pgxpool.Pool) *progress 
 	return p
 }
 
+// sample ends the pause of each partition that stored records since the
+// last sample, and starts one for each that has records to store.
+func (p *progress) sample(now time.Time, stored, end map[int32]int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for part := range int32(bfPartitions) {
+		e, up := end[part]
+		if began, wasDown := p.down[part]; up && wasDown {
+			delete(p.down, part)
+			p.attribute(part, began, now.Sub(began), func(m *failureMark) map[int32]time.Duration { return m.down })
+		} else if !up && !wasDown {
+			p.down[part] = now
+		}
+		if !up {
+			continue
+		}
+		s := stored[part]
+		began, waiting := p.waiting[part]
+		if s > p.last[part] {
+			p.last[part] = s
+			delete(p.waiting, part)
+			if waiting {
+				p.attribute(part, began, now.Sub(began), func(m *failureMark) map[int32]time.Duration { return m.stall })
+			}
+		}
+		if _, ok := p.waiting[part]; !ok && e > s {
+			p.waiting[part] = now
+		}
+	}
+}
+
+// attribute records a pause of part that began at began on the failure
+// whose window holds began.
+func (p *progress) attribute(part int32, began time.Time, d time.Duration, into func(*failureMark) map[int32]time.Duration) {
+	for _, m := range p.marks {
+		if began.Before(m.at) || (!m.until.IsZero() && !began.Before(m.until)) {
+			continue
+		}
+		for _, q := range m.parts {
+			if q == part {
+				into(m)[part] = max(into(m)[part], d)
+			}
+		}
+	}
+}
+
 // mark records a failure about to happen to parts (nil: every partition).
 func (p *progress) mark(what string, parts []int32) {
 	if parts == nil {
@@ -285,13 +339,13 @@ func (p *progress) mark(what string, parts []int32) {
 			parts = append(parts, i)
 		}
 	}
-	from, err := p.f.storedOffsets(context.Background(), p.db)
-	if err != nil {
-		p.f.t.Fatal(err)
-	}
 	p.mu.Lock()
-	p.marks = append(p.marks, &failureMark{what: what, at: time.Now(), parts: parts, from: from, next: map[int32]time.Duration{}})
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if n := len(p.marks); n > 0 {
+		p.marks[n-1].until = now
+	}
+	p.marks = append(p.marks, &failureMark{what: what, at: now, parts: parts, stall: map[int32]time.Duration{}, down: map[int32]time.Duration{}})
 }
 
 func (p *progress) halt() {
@@ -299,31 +353,23 @@ func (p *progress) halt() {
 	<-p.done
 }
 
-// stalls describes, per failure, the longest time one of the partitions
-// it hit went without storing ticks, and the median.
+// stalls describes, per failure, the longest pause of the partitions it
+// hit, and their median.
 func (p *progress) stalls() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
 	for _, m := range p.marks {
-		var ds []time.Duration
-		var never []int32
-		for _, part := range m.parts {
-			if d, ok := m.next[part]; ok {
-				ds = append(ds, d)
-			} else {
-				never = append(never, part)
+		spread := func(of map[int32]time.Duration) string {
+			var ds []time.Duration
+			for _, part := range m.parts {
+				ds = append(ds, of[part])
 			}
+			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+			return fmt.Sprintf("median %s, longest %s", ds[len(ds)/2].Round(10*time.Millisecond), ds[len(ds)-1].Round(10*time.Millisecond))
 		}
-		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		s := fmt.Sprintf("%s: partitions %v stored new ticks again after", m.what, m.parts)
-		if len(ds) > 0 {
-			s += fmt.Sprintf(" median %s, longest %s", ds[len(ds)/2].Round(10*time.Millisecond), ds[len(ds)-1].Round(10*time.Millisecond))
-		}
-		if len(never) > 0 {
-			s += fmt.Sprintf("; %v had no new ticks to store", never)
-		}
-		out = append(out, s)
+		out = append(out, fmt.Sprintf("%s, partitions %v: without a leader %s; processors not storing records present in Kafka %s (the flush interval, 250ms, is the normal pause)",
+			m.what, m.parts, spread(m.down), spread(m.stall)))
 	}
 	return out
 }

@@ -146,6 +146,9 @@ type batchSpec struct {
 	Rate        float64 // ticks per second; 0 is as fast as possible
 	PoisonEvery int64
 	Kinds       []poisonKind
+	// Until, when closed, ends the batch early (before To): what was
+	// produced is acknowledged, so seq stays gapless.
+	Until <-chan struct{}
 }
 
 // ledger is what was produced, as acknowledged by Kafka.
@@ -220,6 +223,14 @@ func (f *fixture) produce(ctx context.Context, spec batchSpec, l *ledger) error 
 	start := time.Now()
 	var poisonN int64
 	for seq := spec.From; seq <= spec.To; seq++ {
+		if spec.Until != nil {
+			select {
+			case <-spec.Until:
+				seq = spec.To + 1
+				continue
+			default:
+			}
+		}
 		if spec.Rate > 0 {
 			due := start.Add(time.Duration(float64(seq-spec.From) / spec.Rate * float64(time.Second)))
 			if d := time.Until(due); d > time.Millisecond {
