@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -92,7 +93,20 @@ type process struct {
 // 127.0.0.1 (free ports, a temporary directory), and waits until every
 // broker is registered. On error it stops what it started and keeps the
 // directory; the error names it and ends with the tail of a broker log.
+// A broker that exits during the start (a port taken meanwhile by another
+// process) makes it try once more, on new ports.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	c, err := start(ctx, opts)
+	if errors.Is(err, errExited) && opts.Dir == "" {
+		c, err = start(ctx, opts)
+	}
+	return c, err
+}
+
+// errExited is a broker process that ended on its own.
+var errExited = errors.New("broker exited")
+
+func start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.Brokers <= 0 {
 		opts.Brokers = 1
 	}
@@ -429,7 +443,7 @@ func (c *Cluster) exited() error {
 		}
 		select {
 		case <-n.proc.done:
-			return fmt.Errorf("broker %d exited: %v", n.id, n.proc.err)
+			return fmt.Errorf("%w: broker %d: %v", errExited, n.id, n.proc.err)
 		default:
 		}
 	}
@@ -472,11 +486,18 @@ func newClusterID() string {
 	}
 }
 
+// freePort returns a port free now on 127.0.0.1, below Linux's
+// ephemeral range (32768-60999): a port the kernel picks for ":0" is one
+// that outgoing connections may take before the JVM binds it.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 100 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, errors.New("no free port on 127.0.0.1 in 20000-31999")
 }
