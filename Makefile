@@ -41,7 +41,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s): decoder, settings load
 bench: ## end-to-end benchmark against the database ceiling (minutes; prints progress)
 	$(GO) run ./bench/cmd/mdsbench
 
-test-integration: ## integration suite (testcontainers when Docker exists, else kfake + throwaway PostgreSQL)
+test-integration: ## integration suite on Apache Kafka 4.4 (java+mvn; Docker: testcontainers; MDS_IT_KAFKA=kfake: kfake)
 	$(WITHPG) $(GO) test -tags integration -count=1 -timeout 20m -v ./integration/...
 
 test-python: ## Python client (clients/python): mypy, then pytest on the vectors, units and end to end against bin/processor

@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/market-data-store/mds/internal/consume"
 )
 
 // Sizes of the chaos run.
@@ -34,20 +38,42 @@ const (
 // restarts it (it takes its partitions back), adds two members and removes
 // them, stalls a member past its session timeout with SIGSTOP and wakes it
 // (the zombie), terminates every database session twice, and SIGKILLs and
-// restarts a dynamic member (a rebalance after the session timeout). At the end every good tick is in ticks exactly
+// restarts a dynamic member (a rebalance after the session timeout). It
+// asserts that the static member's restart rebalanced nobody else, and
+// that the zombie's write, held in flight while it was stalled, was fenced.
+// At the end every good tick is in ticks exactly
 // once, every poisoned record is in mds_dead_letters exactly once with its
 // reason, and mds_offsets holds each partition's end offset. It prints a
 // timeline of what it did and what it found.
 func TestChaosExactlyOnce(t *testing.T) {
 	bin := buildProcessor(t)
+	for _, protocol := range groupProtocols() {
+		t.Run(protocol, func(t *testing.T) { runChaos(t, bin, protocol) })
+	}
+}
+
+// groupProtocols are the group protocols (MDS_KAFKA_GROUP_PROTOCOL) the
+// group tests run with: both on Apache Kafka 4.4, classic elsewhere.
+func groupProtocols() []string {
+	if svc.mode == "broker" {
+		return []string{consume.ProtocolClassic, consume.ProtocolConsumer}
+	}
+	return []string{consume.ProtocolClassic}
+}
+
+func runChaos(t *testing.T, bin, protocol string) {
 	ctx, cancel := context.WithTimeout(context.Background(), chaosBudget)
 	defer cancel()
-	c := &chaos{timeline: newTimeline(t), bin: bin, f: newFixture(t, 12), members: map[string]*member{}}
+	c := &chaos{timeline: newTimeline(t), bin: bin, protocol: protocol, f: newFixture(t, 12), members: map[string]*member{}}
 	t.Cleanup(c.killAll)
 	f := c.f
 
-	c.logf("topic %s (12 partitions), group %s, session timeout %s, heartbeat 100ms; %s is a static member (MDS_KAFKA_INSTANCE_ID), the others dynamic",
-		f.topic, f.group, svc.sessionTimeout, staticMember)
+	static := staticMember + " is a static member (MDS_KAFKA_INSTANCE_ID), the others dynamic"
+	if protocol == consume.ProtocolConsumer {
+		static = "every member dynamic (static membership is refused with this protocol)"
+	}
+	c.logf("topic %s (12 partitions), group %s (%s protocol), session timeout %s, heartbeat 100ms; %s",
+		f.topic, f.group, protocol, svc.sessionTimeout, static)
 	if out, err := c.command(ctx, "migrate"); err != nil {
 		t.Fatalf("processor migrate: %v\n%s", err, out)
 	}
@@ -74,13 +100,25 @@ func TestChaosExactlyOnce(t *testing.T) {
 	}()
 	c.logf("producing %d ticks at %d/s with one poisoned record per %d (decode, invalid, rejected in turn)", chaosTicks, chaosRate, chaosPoisonEvery)
 
-	st := svc.sessionTimeout
 	c.sleep(ctx, 2*time.Second)
+	others := c.rebalances("p1", "p3")
 	c.signal("p2", syscall.SIGKILL, true)
 	c.sleep(ctx, 500*time.Millisecond)
 	c.ready(ctx, c.launch(ctx, "p2"))
 
 	c.sleep(ctx, 3*time.Second)
+	// The static member came back within its session timeout: the group
+	// gave it its partitions back without a rebalance, so the other
+	// members saw no assignment change in the 3 s since. The consumer
+	// protocol refuses static membership (see consume.Config.Validate):
+	// there p2 is a dynamic member whose crash is a rebalance.
+	if c.protocol == consume.ProtocolConsumer {
+		c.logf("consumer protocol: p2 is dynamic (static membership is refused); p1 and p3 saw %v assignment changes before its restart, %v after", others, c.rebalances("p1", "p3"))
+	} else if after := c.rebalances("p1", "p3"); after != others {
+		t.Errorf("the static member's restart rebalanced the group: p1 and p3 saw %v assignment changes before it, %v after", others, after)
+	} else {
+		c.logf("static member p2 restarted without a rebalance: p1 and p3 saw no assignment change (%v before and after)", others)
+	}
 	c.launch(ctx, "p4")
 	c.launch(ctx, "p5")
 	c.logf("p4 and p5 join: the group rebalances over five members")
@@ -90,10 +128,7 @@ func TestChaosExactlyOnce(t *testing.T) {
 	c.signal("p5", syscall.SIGTERM, true)
 
 	c.sleep(ctx, 2*time.Second)
-	c.signal("p1", syscall.SIGSTOP, false)
-	c.sleep(ctx, 3*st)
-	c.signal("p1", syscall.SIGCONT, false)
-	c.logf("p1 was stalled for %s (3× the session timeout): the group moved its partitions; it woke up a zombie", 3*st)
+	c.zombie(ctx, db, "p1")
 
 	c.sleep(ctx, 2*time.Second)
 	c.dropConnections(ctx)
@@ -115,7 +150,9 @@ func TestChaosExactlyOnce(t *testing.T) {
 	}
 	c.logf("caught up: mds_offsets equals the end offset of every partition")
 	c.report(ctx)
-	if z := c.members["p1"].last; z != nil {
+	if z := c.members["p1"].last; z == nil || z.sum("mds_store_transactions_total", `result="fenced"`) == 0 {
+		t.Errorf("zombie p1: its held write was not fenced (mds_store_transactions_total{result=\"fenced\"} is 0 or unreadable)")
+	} else {
 		c.logf("zombie p1: %v write transaction(s) refused by the offset compare-and-set after it woke (rolled back: nothing it wrote counts twice), %v queued ticks dropped to be re-read by the new owners",
 			z.sum("mds_store_transactions_total", `result="fenced"`), z.sum("mds_coord_dropped_ticks_total"))
 	}
@@ -155,6 +192,7 @@ func buildProcessor(t *testing.T) string {
 type chaos struct {
 	*timeline // its t is the test's
 	bin       string
+	protocol  string // MDS_KAFKA_GROUP_PROTOCOL of every member
 	f         *fixture
 
 	mu      sync.Mutex
@@ -193,8 +231,24 @@ const staticMember = "p2"
 func (c *chaos) envList(name string) []string {
 	env := c.f.env(c.t, name)
 	env["MDS_LOG_LEVEL"] = "info"
-	if name == staticMember {
+	env["MDS_KAFKA_GROUP_PROTOCOL"] = c.protocol
+	// The database sessions of a member carry its name, so that the test
+	// can find (and hold) them in pg_stat_activity.
+	u, err := url.Parse(env["MDS_DATABASE_URL"])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	env["MDS_DATABASE_URL"] = u.String()
+	if name == staticMember && c.protocol == consume.ProtocolClassic {
+		// As static members run in production: a session long enough
+		// for a restart (here 3× the test's), so that a loaded machine
+		// restarting it slowly does not turn the restart into a
+		// rebalance.
 		env["MDS_KAFKA_INSTANCE_ID"] = name
+		env["MDS_KAFKA_SESSION_TIMEOUT"] = (3 * svc.sessionTimeout).String()
 	}
 	list := []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range env {
@@ -441,4 +495,124 @@ func (c *chaos) dumpLogs() {
 		}
 		c.t.Logf("--- %s (pid %d) warnings and errors:\n%s", m.name, m.pid, strings.Join(keep, "\n"))
 	}
+}
+
+// rebalances sums the assignment changes (mds_consumer_rebalances_total)
+// the named members have seen; -1 if one cannot be scraped.
+func (c *chaos) rebalances(names ...string) float64 {
+	var n float64
+	for _, name := range names {
+		c.mu.Lock()
+		m := c.members[name]
+		c.mu.Unlock()
+		s, err := scrape(m.addr)
+		if err != nil {
+			return -1
+		}
+		n += s.sum("mds_consumer_rebalances_total")
+	}
+	return n
+}
+
+// zombieLock is the advisory lock key that holds the zombie's offset
+// compare-and-set.
+const zombieLock = 848_345
+
+// zombie makes name a zombie whose write is fenced, deterministically. A
+// statement trigger on mds_offsets makes the offset compare-and-set of
+// name's sessions (application_name) wait for an advisory lock the test
+// holds. Once one of name's writes waits there (its statement already
+// sent), the test SIGSTOPs name past its session timeout: the group moves
+// its partitions, and the new owners write past the held offsets. Then the
+// lock is released, so that the held compare-and-set finds the offsets
+// moved (0 rows), and name is woken (SIGCONT) to find its transaction
+// fenced.
+func (c *chaos) zombie(ctx context.Context, db *pgxpool.Pool, name string) {
+	_, err := db.Exec(ctx, fmt.Sprintf(`
+		CREATE FUNCTION chaos_hold_zombie() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_setting('application_name') = '%s' THEN
+				PERFORM pg_advisory_xact_lock_shared(%d);
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER chaos_hold_zombie BEFORE UPDATE ON mds_offsets
+			FOR EACH STATEMENT EXECUTE FUNCTION chaos_hold_zombie();`, name, zombieLock))
+	if err != nil {
+		c.t.Fatalf("creating the zombie trigger: %v", err)
+	}
+	lock, err := pgx.Connect(ctx, c.f.dbURL)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer lock.Close(context.Background())
+	if _, err := lock.Exec(ctx, `SELECT pg_advisory_lock($1)`, zombieLock); err != nil {
+		c.t.Fatal(err)
+	}
+	c.logf("holding %s's offset compare-and-set (a statement trigger on mds_offsets waits for an advisory lock the test holds)", name)
+	err = waitFor(ctx, 20*time.Second, 10*time.Millisecond, func() (bool, error) {
+		var n int
+		err := db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND application_name = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'`, name).Scan(&n)
+		return n > 0, err
+	})
+	if err != nil {
+		c.t.Fatalf("no write of %s reached the held compare-and-set: %v", name, err)
+	}
+	c.signal(name, syscall.SIGSTOP, false)
+	stopped := time.Now()
+
+	// The group moves every partition to the live members.
+	var live []*member
+	c.mu.Lock()
+	for n, m := range c.members {
+		select {
+		case <-m.done:
+		default:
+			if n != name {
+				live = append(live, m)
+			}
+		}
+	}
+	c.mu.Unlock()
+	err = waitFor(ctx, 10*svc.sessionTimeout+10*time.Second, 50*time.Millisecond, func() (bool, error) {
+		var sum float64
+		for _, m := range live {
+			s, err := scrape(m.addr)
+			if err != nil {
+				return false, nil
+			}
+			sum += s.sum("mds_consumer_assigned_partitions")
+		}
+		return sum == 12, nil
+	})
+	if err != nil {
+		c.t.Fatalf("the group did not move %s's partitions to the other members: %v", name, err)
+	}
+	c.logf("%s stopped with a write in flight; %s later (session timeout %s) the other members own all 12 partitions", name, time.Since(stopped).Round(10*time.Millisecond), svc.sessionTimeout)
+	// The new owners write past every offset stored when they took over.
+	at, err := c.f.storedOffsets(ctx, db)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	err = waitFor(ctx, 30*time.Second, 50*time.Millisecond, func() (bool, error) {
+		now, err := c.f.storedOffsets(ctx, db)
+		if err != nil {
+			return false, nil
+		}
+		for p := range int32(12) {
+			if now[p] <= at[p] {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		c.t.Fatalf("the new owners did not advance every partition: %v", err)
+	}
+	if _, err := lock.Exec(ctx, `SELECT pg_advisory_unlock($1)`, zombieLock); err != nil {
+		c.t.Fatal(err)
+	}
+	c.signal(name, syscall.SIGCONT, false)
+	c.logf("the new owners advanced every partition; released the held compare-and-set and woke %s (stalled %s): a zombie", name, time.Since(stopped).Round(10*time.Millisecond))
 }

@@ -17,6 +17,15 @@
 //
 // The suite picks its services once, in TestMain, and logs which mode runs:
 //
+//   - broker (the default, what CI runs): Apache Kafka 4.4 itself, one
+//     KRaft broker from Maven Central started by package kafkatest
+//     (integration/kafka) on 127.0.0.1 for the whole run, with
+//     SCRAM-SHA-512, TLS and mutual-TLS listeners and the
+//     StandardAuthorizer, auto topic creation off; the tests that need
+//     three brokers start their own cluster. Java 17 and Maven must be on
+//     PATH (the jars are cached under the user's cache directory). The
+//     throwaway PostgreSQL server of MDS_TEST_DATABASE_URL (withpg starts
+//     one), or one started by package pgtest.
 //   - docker: when MDS_IT_DOCKER=1, or when a Docker engine answers a
 //     cheap probe (DOCKER_HOST, else /var/run/docker.sock) and
 //     MDS_IT_DOCKER is not 0, testcontainers-go starts Redpanda
@@ -28,10 +37,11 @@
 //     databases; a service not named falls back to the local one.
 //     MDS_IT_SESSION_TIMEOUT sets the group session timeout the tests use
 //     (default 6s, the broker minimum of Apache Kafka and Redpanda).
-//   - local (what CI runs): an in-process kfake cluster per test on
-//     127.0.0.1, and the throwaway PostgreSQL server of
-//     MDS_TEST_DATABASE_URL (withpg starts one), or one started by
-//     package pgtest.
+//   - local: MDS_IT_KAFKA=kfake runs an in-process kfake cluster per test
+//     on 127.0.0.1 instead of Apache Kafka.
+//
+// Tests that need the broker mode's listeners, its authorizer or a
+// three-broker cluster skip in the other modes, saying so.
 //
 // Every test gets a fresh database and its own topics and group, so the
 // tests are independent in every mode. On plain PostgreSQL the TimescaleDB

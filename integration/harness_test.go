@@ -46,9 +46,21 @@ type fixture struct {
 
 func newFixture(t *testing.T, partitions int32) *fixture {
 	t.Helper()
+	f := newFixtureOn(t, kafka(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := f.adm.CreateTopic(ctx, partitions, -1, nil, f.topic); err != nil {
+		t.Fatalf("creating topic %s: %v", f.topic, err)
+	}
+	return f
+}
+
+// newFixtureOn is a fixture on brokers whose topic the caller creates.
+func newFixtureOn(t *testing.T, brokers []string) *fixture {
+	t.Helper()
 	f := &fixture{
 		t:        t,
-		brokers:  kafka(t),
+		brokers:  brokers,
 		dbURL:    database(t),
 		topic:    uniqueName("ticks"),
 		feedback: uniqueName("feedback"),
@@ -64,11 +76,6 @@ func newFixture(t *testing.T, partitions int32) *fixture {
 	}
 	t.Cleanup(kc.Close)
 	f.kc, f.adm = kc, kadm.NewClient(kc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := f.adm.CreateTopic(ctx, partitions, -1, nil, f.topic); err != nil {
-		t.Fatalf("creating topic %s: %v", f.topic, err)
-	}
 	return f
 }
 
@@ -139,6 +146,9 @@ type batchSpec struct {
 	Rate        float64 // ticks per second; 0 is as fast as possible
 	PoisonEvery int64
 	Kinds       []poisonKind
+	// Until, when closed, ends the batch early (before To): what was
+	// produced is acknowledged, so seq stays gapless.
+	Until <-chan struct{}
 }
 
 // ledger is what was produced, as acknowledged by Kafka.
@@ -213,6 +223,14 @@ func (f *fixture) produce(ctx context.Context, spec batchSpec, l *ledger) error 
 	start := time.Now()
 	var poisonN int64
 	for seq := spec.From; seq <= spec.To; seq++ {
+		if spec.Until != nil {
+			select {
+			case <-spec.Until:
+				seq = spec.To + 1
+				continue
+			default:
+			}
+		}
 		if spec.Rate > 0 {
 			due := start.Add(time.Duration(float64(seq-spec.From) / spec.Rate * float64(time.Second)))
 			if d := time.Until(due); d > time.Millisecond {
@@ -483,6 +501,22 @@ type inProcess struct {
 // says it joined the group and the database answers.
 func (f *fixture) startApp(t *testing.T, name string, env map[string]string) *inProcess {
 	t.Helper()
+	a := f.launchApp(t, name, env)
+	if err := waitReady(context.Background(), a.addr, 30*time.Second, a.done); err != nil {
+		select {
+		case <-a.done:
+			err = fmt.Errorf("%w: %v", err, a.err)
+		default:
+		}
+		t.Fatalf("%s did not become ready: %v", name, err)
+	}
+	return a
+}
+
+// launchApp runs the processor in-process with env, without waiting for
+// it to be ready.
+func (f *fixture) launchApp(t *testing.T, name string, env map[string]string) *inProcess {
+	t.Helper()
 	s, err := app.LoadSettings(env)
 	if err != nil {
 		t.Fatalf("settings of %s: %v", name, err)
@@ -495,14 +529,6 @@ func (f *fixture) startApp(t *testing.T, name string, env map[string]string) *in
 		a.err = app.Run(ctx, s, log, app.NewRegistry())
 	}()
 	t.Cleanup(func() { _ = a.stop() })
-	if err := waitReady(ctx, a.addr, 30*time.Second, a.done); err != nil {
-		select {
-		case <-a.done:
-			err = fmt.Errorf("%w: %v", err, a.err)
-		default:
-		}
-		t.Fatalf("%s did not become ready: %v", name, err)
-	}
 	return a
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	kafkatest "github.com/market-data-store/mds/integration/kafka"
 	"github.com/market-data-store/mds/internal/pgtemp"
 	"github.com/market-data-store/mds/internal/pgtest"
 )
@@ -27,12 +28,25 @@ const (
 	envKafkaBrokers   = "MDS_IT_KAFKA_BROKERS"   // existing brokers, comma separated
 	envDatabaseURL    = "MDS_IT_DATABASE_URL"    // existing server; its role creates the test databases
 	envSessionTimeout = "MDS_IT_SESSION_TIMEOUT" // group session timeout against existing brokers
+	envKafka          = "MDS_IT_KAFKA"           // kfake: an in-process kfake cluster per test instead of Apache Kafka
+)
+
+// SCRAM-SHA-512 users of the broker mode: superUser bypasses the ACLs;
+// appUser gets the ACLs a test grants it (none by default).
+var (
+	superUser = [2]string{"mds-super", "super-secret"}
+	appUser   = [2]string{"mds-app", "app-secret"}
 )
 
 // services are where the tests find Kafka and PostgreSQL. They are chosen
 // once, in TestMain.
 type services struct {
-	mode string // docker, env or local: how the services were found, for the log
+	mode string // broker, docker, env or local: how the services were found, for the log
+
+	// cluster is the Apache Kafka broker of the broker mode, with its
+	// SCRAM, TLS and mutual-TLS listeners and the StandardAuthorizer
+	// (nil in the other modes).
+	cluster *kafkatest.Cluster
 
 	brokers []string // empty: an in-process kfake cluster per test
 	// dbServer is a server URL on which each test creates its database;
@@ -60,32 +74,50 @@ func TestMain(m *testing.M) {
 	}
 	svc = s
 	fmt.Fprintf(os.Stderr, "integration: mode %s: %s\n", s.mode, s.describe)
+	var code int
 	if s.dbServer == "" {
-		// pgtest.Main exits the process; nothing else to clean up in
-		// this mode (kfake clusters belong to their tests).
-		pgtest.Main(m)
-		return
+		code = pgtest.Run(m)
+	} else {
+		code = m.Run()
 	}
-	code := m.Run()
-	stop()
+	stop(code != 0)
 	os.Exit(code)
 }
 
-// chooseServices picks docker, env or local services (see doc.go) and
-// returns a function that releases them.
-func chooseServices() (services, func(), error) {
+// chooseServices picks broker, docker, env or local services (see doc.go)
+// and returns a function that releases them (failed: keep their logs).
+func chooseServices() (services, func(failed bool), error) {
 	if useDocker() {
-		return startContainers()
+		s, stop, err := startContainers()
+		return s, func(bool) { stop() }, err
 	}
 	s := services{mode: "local", sessionTimeout: 1500 * time.Millisecond}
+	stop := func(bool) {}
 	var parts []string
-	if b := strings.TrimSpace(os.Getenv(envKafkaBrokers)); b != "" {
+	switch b := strings.TrimSpace(os.Getenv(envKafkaBrokers)); {
+	case b != "":
 		s.mode = "env"
 		s.brokers = strings.Split(b, ",")
 		s.sessionTimeout = 6 * time.Second
 		parts = append(parts, fmt.Sprintf("Kafka at %s (%s)", b, envKafkaBrokers))
-	} else {
-		parts = append(parts, "Kafka: an in-process kfake cluster per test on 127.0.0.1")
+	case os.Getenv(envKafka) == "kfake":
+		parts = append(parts, "Kafka: an in-process kfake cluster per test on 127.0.0.1 ("+envKafka+"=kfake)")
+	default:
+		c, err := startBroker()
+		if err != nil {
+			return s, nil, err
+		}
+		s.mode, s.cluster, s.brokers = "broker", c, c.Addrs()
+		s.sessionTimeout = 2 * time.Second
+		stop = func(failed bool) {
+			c.Stop()
+			if failed {
+				fmt.Fprintf(os.Stderr, "integration: the broker's files and logs are kept in %s\n", c.Dir())
+				return
+			}
+			c.Remove()
+		}
+		parts = append(parts, fmt.Sprintf("Apache Kafka %s (one KRaft broker from Maven Central at %s; SCRAM-SHA-512, TLS and mutual-TLS listeners; StandardAuthorizer)", kafkatest.Version, strings.Join(s.brokers, ",")))
 	}
 	if d := strings.TrimSpace(os.Getenv(envDatabaseURL)); d != "" {
 		s.mode = "env"
@@ -97,6 +129,7 @@ func chooseServices() (services, func(), error) {
 	if v := os.Getenv(envSessionTimeout); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
+			stop(false)
 			return s, nil, fmt.Errorf("%s must be a positive Go duration, not %q", envSessionTimeout, v)
 		}
 		s.sessionTimeout = d
@@ -106,7 +139,28 @@ func chooseServices() (services, func(), error) {
 		parts = append(parts, "no Docker engine answered, so the testcontainers path (Redpanda + TimescaleDB) is compiled but not run")
 	}
 	s.describe = strings.Join(parts, "; ")
-	return s, func() {}, nil
+	return s, stop, nil
+}
+
+// startBroker starts the broker of the broker mode: one Apache Kafka node
+// shared by the tests (each uses its own topics and group), with every
+// listener the security tests need.
+func startBroker() (*kafkatest.Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c, err := kafkatest.Start(ctx, kafkatest.Options{
+		SCRAMUsers: map[string]string{superUser[0]: superUser[1], appUser[0]: appUser[1]},
+		TLS:        true,
+		Authorizer: true,
+		SuperUsers: []string{"User:" + superUser[0], "User:CN=" + kafkatest.ClientCN},
+		// KIP-848 groups: the same session as the classic groups of the tests.
+		ConsumerGroupSessionTimeout: 2 * time.Second,
+		ConsumerGroupHeartbeat:      100 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting Apache Kafka %s: %w", kafkatest.Version, err)
+	}
+	return c, nil
 }
 
 // useDocker reports whether to start containers: MDS_IT_DOCKER=1, or a
@@ -209,7 +263,7 @@ func checkTimescale(t *testing.T, db *pgxpool.Pool) {
 			if available {
 				t.Skip("TimescaleDB is installed but the server does not preload it (e.g. MDS_PG_NO_TIMESCALE=1), so the service runs the plain path and the hypertable and bars_1m assertions do not apply")
 			}
-			t.Skip("plain PostgreSQL: the server offers no timescaledb extension, so the hypertable and bars_1m assertions do not apply (they run in docker mode against timescale/timescaledb)")
+			t.Skip("plain PostgreSQL: the timescaledb extension is not installed in the test database, so the hypertable and bars_1m assertions do not apply (they run in docker mode against timescale/timescaledb)")
 		}
 		var hyper, bars bool
 		err := db.QueryRow(ctx, `SELECT

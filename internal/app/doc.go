@@ -30,12 +30,14 @@
 // process runs; /readyz answers 200 when the brokers answer, the member has
 // joined its group and polled, the database answers and writing is not
 // stalled (coordinator.Stalled: an error no retry fixes, such as a missing
-// table or privilege or a trigger refusing every row), and 503 otherwise,
-// with a JSON body: each check (the "writer" check names the stall's
-// SQLSTATE and error), the stall, the schema version and TimescaleDB state
-// (or the warning naming what is missing), and the backpressure level and
-// queue size. A database outage or a stall makes every pod NotReady at
-// once; nothing routes traffic to this service, so readiness only informs
+// table or privilege or a trigger refusing every row), and 503 otherwise.
+// A member that cannot consume says why: a missing or denied topic, a
+// denied group, failed authentication (the reason is logged once). The
+// JSON body has each check (the "writer" check names the stall's SQLSTATE
+// and error), the stall, the schema version and TimescaleDB state (or the
+// warning naming what is missing), and the backpressure level and queue
+// size. A database outage or a stall makes every pod NotReady at once;
+// nothing routes traffic to this service, so readiness only informs
 // rollouts and operators, and the PodDisruptionBudget evicts NotReady pods
 // anyway (unhealthyPodEvictionPolicy: AlwaysAllow), so that node drains are
 // not blocked while the database is down. /healthz never depends on the

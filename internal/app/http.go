@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,10 +22,17 @@ import (
 
 // Readiness sources, declared here where they are used.
 type (
-	groupMember interface{ Ready() bool }
+	groupMember interface {
+		Ready() bool
+		// Problem says why the member cannot consume, when a fetch
+		// or group error told it (a denied ACL, say).
+		Problem() error
+	}
 	// brokers answers whether the Kafka cluster takes our connection now.
-	brokers  func(ctx context.Context) error
-	database interface {
+	brokers func(ctx context.Context) error
+	// topicCheck reports the consumed topics that are missing or denied.
+	topicCheck func(ctx context.Context) error
+	database   interface {
 		Ping(ctx context.Context) error
 		Status(ctx context.Context) store.Status
 	}
@@ -54,7 +62,19 @@ type healthServer struct {
 	listen func(network, addr string) (net.Listener, error)
 }
 
-func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, kafka brokers, db database, lv writer, log *zap.Logger) *healthServer {
+func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member groupMember, kafka brokers, topics topicCheck, db database, lv writer, log *zap.Logger) *healthServer {
+	var reasonMu sync.Mutex
+	var lastReason string
+	// notReady logs why the member is not ready when the reason changes,
+	// so that a member that cannot consume says so once in the log too.
+	notReady := func(reason string) {
+		reasonMu.Lock()
+		defer reasonMu.Unlock()
+		if reason != lastReason {
+			lastReason = reason
+			log.Warn("not ready", zap.String("kafka", reason))
+		}
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,7 +89,18 @@ func newHealthServer(addr string, pprofOn bool, g prometheus.Gatherer, member gr
 		case err != nil:
 			rep.Ready, rep.Checks["kafka"] = false, "unreachable: "+err.Error()
 		case !member.Ready():
-			rep.Ready, rep.Checks["kafka"] = false, "not yet a group member that has polled"
+			// A member that cannot consume says why, instead of
+			// waiting without partitions in silence.
+			reason := "not yet a group member that has polled"
+			if err := member.Problem(); err != nil {
+				reason = "cannot consume: " + err.Error()
+			} else if err := topics(ctx); err != nil {
+				reason = "cannot consume: " + err.Error()
+			}
+			if reason != "not yet a group member that has polled" {
+				notReady(reason)
+			}
+			rep.Ready, rep.Checks["kafka"] = false, reason
 		default:
 			rep.Checks["kafka"] = "ok"
 		}

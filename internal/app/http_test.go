@@ -17,9 +17,13 @@ import (
 	"github.com/market-data-store/mds/internal/store"
 )
 
-type fakeMember bool
+type fakeMember struct {
+	ready   bool
+	problem error
+}
 
-func (m fakeMember) Ready() bool { return bool(m) }
+func (m fakeMember) Ready() bool    { return m.ready }
+func (m fakeMember) Problem() error { return m.problem }
 
 type fakeDB struct{ err error }
 
@@ -44,24 +48,30 @@ func (f fakeLevel) Stalled() (coordinator.Stall, bool) {
 func TestReadyz(t *testing.T) {
 	down := func(context.Context) error { return errors.New("dial tcp: connection refused") }
 	up := func(context.Context) error { return nil }
+	missing := func(context.Context) error { return errors.New("topic ticks does not exist") }
+	ready, joining := fakeMember{ready: true}, fakeMember{}
+	denied := fakeMember{problem: errors.New("group g: GROUP_AUTHORIZATION_FAILED")}
 	for _, tc := range []struct {
 		name   string
 		member fakeMember
 		kafka  brokers
+		topics topicCheck
 		db     error
 		stall  *coordinator.Stall
 		code   int
 		check  string
 	}{
-		{"all well", true, up, nil, nil, 200, `"writer":"ok"`},
-		{"not joined yet", false, up, nil, nil, 503, "not yet a group member"},
-		{"brokers gone", true, down, nil, nil, 503, "connection refused"},
-		{"database down", true, up, errors.New("connection refused"), nil, 503, `"database":"unreachable`},
-		{"writing stalled", true, up, nil, &coordinator.Stall{Cause: "42501", Error: "permission denied for table ticks", Batches: 1}, 503,
+		{"all well", ready, up, up, nil, nil, 200, `"kafka":"ok"`},
+		{"not joined yet", joining, up, up, nil, nil, 503, "not yet a group member"},
+		{"group denied", denied, up, up, nil, nil, 503, `"kafka":"cannot consume: group g: GROUP_AUTHORIZATION_FAILED"`},
+		{"topic missing", joining, up, missing, nil, nil, 503, `"kafka":"cannot consume: topic ticks does not exist"`},
+		{"brokers gone", ready, down, up, nil, nil, 503, "connection refused"},
+		{"database down", ready, up, up, errors.New("connection refused"), nil, 503, `"database":"unreachable`},
+		{"writing stalled", ready, up, up, nil, &coordinator.Stall{Cause: "42501", Error: "permission denied for table ticks", Batches: 1}, 503,
 			`"writer":"stalled (cause 42501): permission denied for table ticks"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, fakeDB{tc.db}, fakeLevel{tc.stall}, zap.NewNop())
+			h := newHealthServer("", false, prometheus.NewRegistry(), tc.member, tc.kafka, tc.topics, fakeDB{tc.db}, fakeLevel{tc.stall}, zap.NewNop())
 			rec := httptest.NewRecorder()
 			h.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			body := rec.Body.String()
@@ -81,7 +91,8 @@ func TestReadyz(t *testing.T) {
 
 func TestPprofOnlyWhenAsked(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		h := newHealthServer("", on, prometheus.NewRegistry(), fakeMember(true), func(context.Context) error { return nil }, fakeDB{}, fakeLevel{}, zap.NewNop())
+		ok := func(context.Context) error { return nil }
+		h := newHealthServer("", on, prometheus.NewRegistry(), fakeMember{ready: true}, ok, ok, fakeDB{}, fakeLevel{}, zap.NewNop())
 		rec := httptest.NewRecorder()
 		h.mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
 		if (rec.Code == 200) != on {

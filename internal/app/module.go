@@ -179,7 +179,8 @@ func startHTTP(lc fx.Lifecycle, sd fx.Shutdowner, s Settings, g prometheus.Gathe
 	// /readyz asks the brokers itself: the group member alone does not
 	// notice that they went away until its session times out.
 	ping := func(ctx context.Context) error { return s.Kafka.Ping(ctx, cl) }
-	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, st, co, log.Named("http")))
+	topics := func(ctx context.Context) error { return consume.CheckTopics(ctx, kadm.NewClient(cl), s.Consume.Topics) }
+	lifecycle.Hook(lc, sd, log, "http", newHealthServer(s.HTTP.Addr, s.HTTP.Pprof, g, c, ping, topics, st, co, log.Named("http")))
 }
 
 // startBars runs the refresh of bars_1m over what the writes touch, in

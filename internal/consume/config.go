@@ -8,11 +8,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// Group protocols, as MDS_KAFKA_GROUP_PROTOCOL spells them.
+const (
+	// ProtocolClassic is the classic group protocol: JoinGroup and
+	// SyncGroup, the group leader (a member) assigns partitions
+	// (cooperative-sticky), and the member's SessionTimeout,
+	// HeartbeatInterval and RebalanceTimeout apply.
+	ProtocolClassic = "classic"
+	// ProtocolConsumer is KIP-848 (Kafka 4.0+; franz-go recommends 4.3+):
+	// ConsumerGroupHeartbeat, the broker assigns partitions ("uniform")
+	// and decides the session timeout and heartbeat interval
+	// (group.consumer.session.timeout.ms, group.consumer.heartbeat.interval.ms,
+	// per group through group configs); RebalanceTimeout still bounds how
+	// long the member may take to revoke. Against a broker without it,
+	// franz-go uses the classic protocol.
+	ProtocolConsumer = "consumer"
+)
+
 // Config holds the consumer-group settings. Brokers, TLS and SASL are not
 // here: they arrive as kgo options shared by every Kafka client.
 type Config struct {
 	Topics            []string      `env:"MDS_KAFKA_TOPICS" envSeparator:"," help:"topics to consume, comma separated"`
 	Group             string        `env:"MDS_KAFKA_GROUP" help:"consumer group id; also the key of the stored offsets in mds_offsets"`
+	GroupProtocol     string        `env:"MDS_KAFKA_GROUP_PROTOCOL" help:"classic (members assign partitions; MDS_KAFKA_SESSION_TIMEOUT and MDS_KAFKA_HEARTBEAT_INTERVAL apply) or consumer (KIP-848, Kafka 4.0+: the broker assigns partitions and sets the session timeout and heartbeat interval, group.consumer.*; falls back to classic on older brokers)"`
 	StartOffset       string        `env:"MDS_KAFKA_START_OFFSET" help:"where a partition with neither a stored nor a Kafka-committed offset starts: earliest or latest"`
 	OnLostData        string        `env:"MDS_KAFKA_ON_LOST_DATA" help:"when Kafka no longer has the records at a partition's stored offset (retention or DeleteRecords passed it, or the log ends below it): earliest records the gap in mds_offset_gaps and goes on from the log start; fail stops the processor"`
 	SessionTimeout    time.Duration `env:"MDS_KAFKA_SESSION_TIMEOUT" help:"how long a silent member keeps its partitions (after a crash, until the group moves them)"`
@@ -40,6 +58,7 @@ func DefaultConfig() Config {
 	return Config{
 		Topics:            []string{"market.ticks"},
 		Group:             "mds-processor",
+		GroupProtocol:     ProtocolClassic,
 		StartOffset:       "earliest",
 		OnLostData:        "earliest",
 		SessionTimeout:    45 * time.Second,
@@ -67,6 +86,18 @@ func (c Config) Validate() error {
 	}
 	if c.Group == "" {
 		bad("MDS_KAFKA_GROUP must not be empty")
+	}
+	if c.GroupProtocol != ProtocolClassic && c.GroupProtocol != ProtocolConsumer {
+		bad("MDS_KAFKA_GROUP_PROTOCOL must be %s or %s, not %q", ProtocolClassic, ProtocolConsumer, c.GroupProtocol)
+	}
+	if c.GroupProtocol == ProtocolConsumer && c.InstanceID != "" {
+		// Measured on Apache Kafka 4.4 with franz-go v1.22.3
+		// (integration TestChaosExactlyOnce): the broker refuses the
+		// restarted instance (UNRELEASED_INSTANCE_ID), after a crash
+		// and after a graceful stop alike, until the old member's
+		// session expires, and then moves its partitions: every
+		// restart is a rebalance plus a session timeout of stall.
+		bad("MDS_KAFKA_INSTANCE_ID (static membership) is refused with MDS_KAFKA_GROUP_PROTOCOL=consumer: on Kafka 4.4 a restarted instance is kept out (UNRELEASED_INSTANCE_ID) until its old session expires, so every restart rebalances; use classic for static membership")
 	}
 	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
 		bad("MDS_KAFKA_START_OFFSET must be earliest or latest, not %q", c.StartOffset)
@@ -127,6 +158,11 @@ func (c Config) groupOpts() []kgo.Opt {
 	}
 	if c.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(c.InstanceID))
+	}
+	if c.GroupProtocol == ProtocolConsumer {
+		// The default cooperative-sticky balancer names the broker's
+		// "uniform" assignor.
+		opts = append(opts, kgo.ServerSideBalancer())
 	}
 	return opts
 }

@@ -20,6 +20,8 @@ func TestConfigValidateNamesTheVariable(t *testing.T) {
 		{"MDS_KAFKA_TOPICS", func(c *Config) { c.Topics = nil }},
 		{"MDS_KAFKA_TOPICS", func(c *Config) { c.Topics = []string{"a", ""} }},
 		{"MDS_KAFKA_GROUP", func(c *Config) { c.Group = "" }},
+		{"MDS_KAFKA_GROUP_PROTOCOL", func(c *Config) { c.GroupProtocol = "eager" }},
+		{"MDS_KAFKA_INSTANCE_ID", func(c *Config) { c.GroupProtocol, c.InstanceID = ProtocolConsumer, "pod-0" }},
 		{"MDS_KAFKA_START_OFFSET", func(c *Config) { c.StartOffset = "beginning" }},
 		{"MDS_KAFKA_SESSION_TIMEOUT", func(c *Config) { c.SessionTimeout = 0 }},
 		{"MDS_KAFKA_REBALANCE_TIMEOUT", func(c *Config) { c.RebalanceTimeout = -time.Second }},

@@ -90,6 +90,7 @@ type Consumer struct {
 	commitKick chan struct{} // size 1: Ack wakes the committer
 
 	joined, polled atomic.Bool
+	health         health // last fetch error that stops consuming (health.go)
 
 	decodeLog, warnLog sometimes
 

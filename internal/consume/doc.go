@@ -153,8 +153,17 @@
 // committer for Ack, a lag refresher that lists end offsets every 5 s (each
 // listing bounded by that period), a watcher for Stop, and the franz-go
 // client's. The
-// group callbacks run on franz-go's goroutines. Ack, Ready and Stop are safe
-// from any goroutine.
+// group callbacks run on franz-go's goroutines. Ack, Ready, Problem and
+// Stop are safe from any goroutine.
+//
+// # Health
+//
+// A member that cannot consume says why instead of idling without
+// partitions: Problem returns the last fetch or group error that needs an
+// operator (a denied group or topic ACL, failed authentication, a missing
+// topic), seen within the last 30 s; CheckTopics asks the brokers whether
+// the consumed topics exist and may be read (franz-go waits for a missing
+// topic in silence). The application shows both on /readyz.
 //
 // # Shutdown
 //

@@ -166,6 +166,7 @@ func (c *Consumer) fetchError(tp tick.TopicPartition, err error) {
 			zap.Stringer("partition", tp), zap.Int64("consumed_to", loss.ConsumedTo), zap.Int64("reset_to", loss.ResetTo))
 		return
 	}
+	c.health.note(err)
 	if ok, skipped := c.warnLog.allow(); ok {
 		c.log.Warn("fetch error", zap.Stringer("partition", tp), zap.Error(err), zap.Int("suppressed", skipped))
 	}

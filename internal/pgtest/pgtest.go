@@ -22,10 +22,12 @@ var (
 // Main runs the package's tests with a PostgreSQL server available. Use it
 // as: func TestMain(m *testing.M) { pgtest.Main(m) }.
 func Main(m *testing.M) {
-	os.Exit(run(m))
+	os.Exit(Run(m))
 }
 
-func run(m *testing.M) int {
+// Run is Main without the exit: it returns m.Run's code, for a TestMain
+// that has more to stop.
+func Run(m *testing.M) int {
 	if u := os.Getenv(EnvURL); u != "" {
 		serverURL = u
 		return m.Run()
