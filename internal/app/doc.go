@@ -15,13 +15,14 @@
 //
 // Module builds, in order: the Kafka client options (brokers, TLS, SASL),
 // the store (which migrates unless MDS_DB_AUTO_MIGRATE=false), the feedback
-// bus, the coordinator and the consumer. On start it checks that the brokers
-// accept the connection, then starts the HTTP server, the coordinator's
-// workers, the feedback publisher (and webhook) and the consumer. Stop runs
-// in reverse: the consumer stops polling, drains the queue into the database,
-// commits and leaves the group; then the feedback publisher flushes, the
-// workers stop, and the HTTP server, bus and pool close. A component whose
-// Run returns unexpectedly shuts the application down with exit code 1.
+// meter in front of it, the coordinator and the consumer. On start it
+// checks that the brokers accept the connection, then starts the HTTP
+// server, the coordinator's workers, the feedback monitor and publisher
+// (and webhook) and the consumer. Stop runs in reverse: the consumer stops
+// polling, drains the queue into the database, commits and leaves the
+// group; then the feedback publisher flushes, the workers stop, and the
+// HTTP server, the pool and the Kafka client close. A component whose Run
+// returns unexpectedly shuts the application down with exit code 1.
 //
 // # HTTP
 //

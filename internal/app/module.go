@@ -65,7 +65,6 @@ func Module(ctx context.Context, s Settings, log *zap.Logger, reg *prometheus.Re
 			newKafkaClient,
 			newStore,
 			newMeter,
-			newBus,
 			newCoordinator,
 			newConsumer,
 		),
@@ -149,18 +148,12 @@ func newStore(sc startContext, lc fx.Lifecycle, s Settings, log *zap.Logger, reg
 	return st, nil
 }
 
-func newBus(lc fx.Lifecycle, log *zap.Logger) *coordinator.Bus {
-	b := coordinator.NewBus(log)
-	lc.Append(fx.StopHook(b.Close))
-	return b
-}
-
 // newMeter puts the feedback's Meter between the workers and the store: it
 // sees every write, for the upstream level.
 func newMeter(st *store.Store) *feedback.Meter { return feedback.NewMeter(st) }
 
-func newCoordinator(s Settings, meter *feedback.Meter, bus *coordinator.Bus, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
-	return coordinator.New(s.Coordinator, meter, bus, log, reg)
+func newCoordinator(s Settings, meter *feedback.Meter, log *zap.Logger, reg prometheus.Registerer) (*coordinator.Coordinator, error) {
+	return coordinator.New(s.Coordinator, meter, log, reg)
 }
 
 func newConsumer(s Settings, co *coordinator.Coordinator, st *store.Store, ko kafkaOpts, log *zap.Logger, reg prometheus.Registerer) (*consume.Consumer, error) {

@@ -7,17 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/market-data-store/mds/backpressure"
 	"github.com/market-data-store/mds/internal/tick"
 )
 
 type nopSink struct{}
 
 func (nopSink) Write(context.Context, *tick.Batch) error { return nil }
-
-type nopSubscriber struct{}
-
-func (nopSubscriber) Notify(context.Context, backpressure.Event) error { return nil }
 
 // pump runs the coordinator of h and has 4 producers submit b.N ticks in
 // chunks of size ticks over 8 partitions, then drains. It reports ns/tick.
@@ -68,25 +63,18 @@ func BenchmarkSubmitToSink(b *testing.B) {
 	}
 }
 
-// BenchmarkFeedbackEmission runs a small queue whose level changes all the
-// time (capacity 200, batches of 100, watermarks 100/160), with feedback
-// off and with three subscribers, to show what emission costs per tick.
-func BenchmarkFeedbackEmission(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		b.Run(fmt.Sprintf("feedback=%v", on), func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.Capacity, cfg.BatchSize, cfg.LowWatermark, cfg.HighWatermark = 200, 100, 100, 160
-			cfg.EnableFeedback = on
-			h := start(b, cfg, nopSink{}, nil, false)
-			for range 3 {
-				h.bus.Subscribe("nop", nopSubscriber{})
-			}
-			pump(b, h, 10)
-			var events float64
-			for _, c := range h.c.m.events {
-				events += value(b, c)
-			}
-			b.ReportMetric(events/value(b, h.c.m.rows), "events/tick")
-		})
+// BenchmarkLevelTransitions runs a small queue whose level changes all the
+// time (capacity 200, batches of 100, watermarks 100/160), each transition
+// told to the harness's OnLevel recorder, to show what transitions cost
+// per tick (compare BenchmarkSubmitToSink/chunk=10).
+func BenchmarkLevelTransitions(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.Capacity, cfg.BatchSize, cfg.LowWatermark, cfg.HighWatermark = 200, 100, 100, 160
+	h := start(b, cfg, nopSink{}, nil, false)
+	pump(b, h, 10)
+	var events float64
+	for _, c := range h.c.m.events {
+		events += value(b, c)
 	}
+	b.ReportMetric(events/value(b, h.c.m.rows), "events/tick")
 }

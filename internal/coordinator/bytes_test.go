@@ -26,8 +26,6 @@ func TestByteCapacityBoundsAdmissionAndLevel(t *testing.T) {
 	cfg := testConfig() // 100 ticks, watermarks 50 and 80
 	cfg.CapacityBytes = 10 * one
 	h := start(t, cfg, newMemSink(), nil, false)
-	rec := newRecorder()
-	defer h.bus.Subscribe("rec", rec)()
 	c := h.c
 	c.Assign([]tick.TopicPartition{p0})
 	for i := range 7 {
@@ -35,13 +33,13 @@ func TestByteCapacityBoundsAdmissionAndLevel(t *testing.T) {
 			t.Fatalf("chunk %d: %v", i, err)
 		}
 	}
-	if e := rec.next(t); e.Level != backpressure.Soft {
+	if e := h.rec.next(t); e.Level != backpressure.Soft {
 		t.Fatalf("event %+v, want SOFT at 60%% of the bytes", e)
 	}
 	if err := c.TrySubmit(bigChunk(p0, 7, 1, 1000)); err != nil {
 		t.Fatal(err)
 	}
-	e := rec.next(t)
+	e := h.rec.next(t)
 	if e.Level != backpressure.Hard || e.QueueSize != 8 || e.Capacity != 100 || math.Abs(e.Utilization-0.8) > 1e-9 {
 		t.Fatalf("event %+v, want HARD, 8 ticks of 100, utilization 0.8 (the bytes)", e)
 	}

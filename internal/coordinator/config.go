@@ -64,13 +64,12 @@ type Config struct {
 	FlushInterval time.Duration `env:"MDS_COORDINATOR_FLUSH_INTERVAL" help:"write a partial batch once its oldest tick waited this long"`
 	// DrainTimeout bounds Drain at shutdown.
 	DrainTimeout time.Duration `env:"MDS_COORDINATOR_DRAIN_TIMEOUT" help:"longest wait for the queue to be written at shutdown"`
-	// EnableFeedback turns the feedback to producers on: queue level
-	// transitions are published on the Bus, and the application publishes
-	// the upstream level on the feedback topic (and the webhook if
-	// enabled). When false nothing leaves the process and nothing is
-	// published on the Bus. Pausing and resuming partitions does not
-	// depend on it: the consumer reads the queue level (Current), which is
-	// computed either way, as are the level metrics.
+	// EnableFeedback turns the feedback to producers on: the application
+	// publishes the upstream level on the feedback topic (and the webhook
+	// if enabled); when false nothing leaves the process. The coordinator
+	// itself does not read it: the queue level, Current, the level
+	// metrics and partition pausing (which the consumer drives from
+	// Current) are the same either way.
 	EnableFeedback bool `env:"MDS_FB_ENABLE_FEEDBACK" help:"publish the backpressure level to producers (feedback topic, webhook); partition pausing is queue-driven and stays on"`
 
 	Retry   RetryConfig

@@ -69,23 +69,41 @@ type Coordinator struct {
 	running atomic.Bool
 }
 
-// New returns a coordinator writing to sink. Level transitions are
-// published on bus when cfg.EnableFeedback is set; bus may be nil only
-// when it is not. Metrics are registered on reg. Start the workers with
-// Run; tell it where to acknowledge commits with SetAcker.
-func New(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg prometheus.Registerer) (*Coordinator, error) {
-	return newCoordinator(cfg, sink, bus, log, reg, realClock{})
+// Option configures a Coordinator beyond its Config.
+type Option func(*options)
+
+type options struct {
+	onLevel func(backpressure.Event)
 }
 
-func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg prometheus.Registerer, clk clock) (*Coordinator, error) {
+// OnLevel has f called on each level transition with the event of the new
+// level, in the order of the transitions. f is called with the queue's
+// lock held, from the goroutine that caused the transition (Submit, a
+// worker, Revoke, Drain): it must not block and must not call the
+// Coordinator. Nothing in the process needs it (pausing reads Current,
+// the feedback to producers samples Current); it is there to watch the
+// level, as the package example does.
+func OnLevel(f func(backpressure.Event)) Option {
+	return func(o *options) { o.onLevel = f }
+}
+
+// New returns a coordinator writing to sink. Metrics are registered on
+// reg. Start the workers with Run; tell it where to acknowledge commits
+// with SetAcker.
+func New(cfg Config, sink Sink, log *zap.Logger, reg prometheus.Registerer, opts ...Option) (*Coordinator, error) {
+	return newCoordinator(cfg, sink, log, reg, realClock{}, opts...)
+}
+
+func newCoordinator(cfg Config, sink Sink, log *zap.Logger, reg prometheus.Registerer, clk clock, opts ...Option) (*Coordinator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("coordinator config: %w", err)
 	}
 	if sink == nil {
 		return nil, errors.New("coordinator: nil sink")
 	}
-	if cfg.EnableFeedback && bus == nil {
-		return nil, errors.New("coordinator: feedback enabled without a bus")
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	m, err := newMetrics(reg, cfg.ID)
 	if err != nil {
@@ -95,12 +113,11 @@ func newCoordinator(cfg Config, sink Sink, bus *Bus, log *zap.Logger, reg promet
 	c.failing.gauge = m.circuit.Set
 	onLevel := func(e backpressure.Event) {
 		m.level.Set(float64(e.Level))
-		c.log.Debug("backpressure level changed", zap.Stringer("level", e.Level), zap.Int("queue_size", e.QueueSize))
-		if !cfg.EnableFeedback {
-			return
-		}
 		m.events[e.Level].Inc()
-		bus.Publish(e)
+		c.log.Debug("backpressure level changed", zap.Stringer("level", e.Level), zap.Int("queue_size", e.QueueSize))
+		if o.onLevel != nil {
+			o.onLevel(e)
+		}
 	}
 	c.q = newQueue(cfg, m, onLevel)
 	return c, nil

@@ -486,14 +486,15 @@ func TestDrainIsBounded(t *testing.T) {
 	}
 }
 
-func TestFeedbackEvents(t *testing.T) {
+// Each transition is told to OnLevel, in order, and counted in
+// mds_feedback_events_total, with or without MDS_FB_ENABLE_FEEDBACK (which
+// only the application reads).
+func TestOnLevelTellsEachTransition(t *testing.T) {
 	for _, enabled := range []bool{true, false} {
 		t.Run(map[bool]string{true: "enabled", false: "disabled"}[enabled], func(t *testing.T) {
 			cfg := testConfig() // capacity 100: soft above 50, hard at 80
 			cfg.EnableFeedback = enabled
-			h := start(t, cfg, newMemSink(), nil, false)
-			rec := newRecorder()
-			h.bus.Subscribe("test", rec)
+			h := start(t, cfg, newMemSink(), nil, false) // no workers: only Submit changes the level
 			h.c.Assign([]tick.TopicPartition{p0})
 			for i := range 9 {
 				if err := h.c.TrySubmit(chunk(p0, int64(10*i), 10)); err != nil {
@@ -506,22 +507,20 @@ func TestFeedbackEvents(t *testing.T) {
 			if got := value(t, h.c.m.level); got != 2 {
 				t.Errorf("level gauge %v, want 2", got)
 			}
-			var last backpressure.Event
-			if enabled {
-				for last.Level != backpressure.Hard {
-					last = rec.next(t)
-				}
-			} else {
-				select {
-				case last = <-rec.ch:
-					t.Errorf("event %+v published with feedback disabled", last)
-				case <-time.After(50 * time.Millisecond):
-				}
+			// OnLevel runs in the goroutine that changes the level, here
+			// TrySubmit's: both transitions are recorded already.
+			if n := len(h.rec.ch); n != 2 {
+				t.Fatalf("%d transitions told, want 2", n)
 			}
-			want := map[bool]float64{true: 1, false: 0}[enabled]
-			for _, l := range []backpressure.Level{backpressure.Soft, backpressure.Hard} {
+			if e := h.rec.next(t); e.Level != backpressure.Soft || e.QueueSize != 60 || e.CoordinatorID != cfg.ID {
+				t.Errorf("first transition %+v, want soft at 60", e)
+			}
+			if e := h.rec.next(t); e.Level != backpressure.Hard || e.QueueSize != 80 || e.Reason != backpressure.ReasonHighWatermark {
+				t.Errorf("second transition %+v, want hard at 80", e)
+			}
+			for l, want := range map[backpressure.Level]float64{backpressure.OK: 0, backpressure.Soft: 1, backpressure.Hard: 1} {
 				if got := value(t, h.c.m.events[l]); got != want {
-					t.Errorf("%v events counted %v, want %v", l, got, want)
+					t.Errorf("%v transitions counted %v, want %v", l, got, want)
 				}
 			}
 		})

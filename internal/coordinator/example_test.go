@@ -25,31 +25,23 @@ func (slowSink) Write(ctx context.Context, _ *tick.Batch) error {
 	}
 }
 
-// printer forwards events to the example's goroutine.
-type printer chan backpressure.Event
-
-func (p printer) Notify(_ context.Context, e backpressure.Event) error {
-	p <- e
-	return nil
-}
-
 // The original's demo: a queue of 100 with watermarks 80/40 in front of a
 // slow sink. A producer four times faster than the sink fills the queue
 // (SOFT above 40, HARD at 80, then Submit blocks at 100); when it stops, the
 // queue drains straight back to OK at 40, with no SOFT on the way down.
+// OnLevel prints each transition as it happens.
 func Example() {
 	cfg := coordinator.DefaultConfig()
 	cfg.ID = "demo"
 	cfg.Capacity, cfg.HighWatermark, cfg.LowWatermark = 100, 80, 40
 	cfg.Workers, cfg.BatchSize = 1, 10
 
-	bus := coordinator.NewBus(zap.NewNop())
-	defer bus.Close()
-	events := make(printer, 10)
-	unsubscribe := bus.Subscribe("printer", events)
-	defer unsubscribe()
-
-	c, err := coordinator.New(cfg, slowSink{}, bus, zap.NewNop(), prometheus.NewRegistry())
+	// Called with the queue's lock held, by Submit or a worker: print
+	// and return, never block.
+	printLevel := coordinator.OnLevel(func(e backpressure.Event) {
+		fmt.Printf("%s (%s)\n", e.Level, e.Reason)
+	})
+	c, err := coordinator.New(cfg, slowSink{}, zap.NewNop(), prometheus.NewRegistry(), printLevel)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -72,13 +64,6 @@ func Example() {
 	}
 	stop()
 	<-ran
-
-	for e := range events {
-		fmt.Printf("%s (%s)\n", e.Level, e.Reason)
-		if e.Level == backpressure.OK {
-			break
-		}
-	}
 	// Output:
 	// soft (soft_watermark)
 	// hard (high_watermark)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,11 +191,11 @@ func (f *fakeClock) recorded() []time.Duration {
 
 type harness struct {
 	c    *Coordinator
-	bus  *Bus
+	rec  *recorder // the level transitions, told by OnLevel
 	reg  *prometheus.Registry
 	acks *ackLog
 	run  func() // starts Run
-	stop func() // cancels Run, waits for it, closes the bus
+	stop func() // cancels Run and waits for it
 }
 
 // start builds a coordinator on sink and, if run, runs it; everything is
@@ -208,8 +209,8 @@ func start(t testing.TB, cfg Config, sink Sink, clk clock, run bool) *harness {
 	if tt, ok := t.(*testing.T); ok {
 		log = zaptest.NewLogger(tt, zaptest.Level(zap.WarnLevel))
 	}
-	h := &harness{bus: NewBus(log), reg: prometheus.NewPedanticRegistry(), acks: &ackLog{}}
-	c, err := newCoordinator(cfg, sink, h.bus, log, h.reg, clk)
+	h := &harness{rec: newRecorder(), reg: prometheus.NewPedanticRegistry(), acks: &ackLog{}}
+	c, err := newCoordinator(cfg, sink, log, h.reg, clk, OnLevel(h.rec.record))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,6 @@ func start(t testing.TB, cfg Config, sink Sink, clk clock, run bool) *harness {
 				t.Errorf("Run: %v", err)
 			}
 		}
-		h.bus.Close()
 	})
 	t.Cleanup(h.stop)
 	if run {
@@ -238,23 +238,32 @@ func start(t testing.TB, cfg Config, sink Sink, clk clock, run bool) *harness {
 	return h
 }
 
-// recorder is a subscriber that forwards events to a channel.
-type recorder struct{ ch chan backpressure.Event }
+// recorder keeps the level transitions in order. OnLevel must not block,
+// so a transition beyond the first 1000 not yet read is counted lost (a
+// benchmark changes level far more often and reads none).
+type recorder struct {
+	ch   chan backpressure.Event
+	lost atomic.Int64
+}
 
 func newRecorder() *recorder { return &recorder{ch: make(chan backpressure.Event, 1000)} }
 
-func (r *recorder) Notify(_ context.Context, e backpressure.Event) error {
-	r.ch <- e
-	return nil
+func (r *recorder) record(e backpressure.Event) {
+	select {
+	case r.ch <- e:
+	default:
+		r.lost.Add(1)
+	}
 }
 
+// next returns the next transition, waiting for it up to 5s.
 func (r *recorder) next(t *testing.T) backpressure.Event {
 	t.Helper()
 	select {
 	case e := <-r.ch:
 		return e
 	case <-time.After(5 * time.Second):
-		t.Fatal("no event within 5s")
+		t.Fatalf("no level transition within 5s (%d lost)", r.lost.Load())
 		return backpressure.Event{}
 	}
 }

@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, id string) (*metrics, error) {
 	}, []string{"class"})
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mds_feedback_events_total",
-		Help: "Backpressure level transitions published, by level.",
+		Help: "Queue backpressure level transitions, by the level entered.",
 	}, []string{"coordinator_id", "level"})
 	m := &metrics{
 		submitted:     counter("mds_coord_items_submitted_total", "Ticks accepted into the queue."),

@@ -140,15 +140,13 @@ func TestStallUntilTheCauseIsFixed(t *testing.T) {
 			cfg := testConfig()
 			cfg.Workers = 2
 			h := start(t, cfg, sink, nil, false)
-			rec := newRecorder()
-			defer h.bus.Subscribe("rec", rec)()
 			h.run()
 			c, ctx := h.c, context.Background()
 			c.Assign([]tick.TopicPartition{p0, p1})
 			if err := c.Submit(ctx, chunk(p0, 0, 20)); err != nil {
 				t.Fatal(err)
 			}
-			if e := rec.next(t); e.Level != backpressure.Hard || e.Reason != reasonStalled {
+			if e := h.rec.next(t); e.Level != backpressure.Hard || e.Reason != reasonStalled {
 				t.Fatalf("event %+v, want HARD for %s", e, reasonStalled)
 			}
 			st, ok := c.Stalled()
@@ -178,7 +176,7 @@ func TestStallUntilTheCauseIsFixed(t *testing.T) {
 			eventually(t, "both partitions committed", func() bool {
 				return len(sink.committed(p0)) == 20 && len(sink.committed(p1)) == 20
 			})
-			if e := rec.next(t); e.Level != backpressure.OK {
+			if e := h.rec.next(t); e.Level != backpressure.OK {
 				t.Errorf("event after the stall %+v, want OK", e)
 			}
 			if _, ok := c.Stalled(); ok {

@@ -57,8 +57,7 @@ func newRig(t *testing.T, dsn, direct string, writeTimeout, maxBackoff time.Dura
 	ccfg.ID, ccfg.Capacity, ccfg.BatchSize, ccfg.Workers = "t", 100, 20, 2
 	ccfg.FlushInterval = 5 * time.Millisecond
 	ccfg.Retry.InitialBackoff, ccfg.Retry.MaxBackoff = 20*time.Millisecond, maxBackoff
-	bus := coordinator.NewBus(log)
-	co, err := coordinator.New(ccfg, st, bus, log, reg)
+	co, err := coordinator.New(ccfg, st, log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,6 @@ func newRig(t *testing.T, dsn, direct string, writeTimeout, maxBackoff time.Dura
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-		bus.Close()
 	})
 	db, err := pgx.Connect(ctx, direct)
 	if err != nil {
