@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,8 +109,19 @@ func TestUpstreamLevelEndToEnd(t *testing.T) {
 	rss := p.peakRSS()
 	tl.logf("RUN 1 done: caught up in %s with the live generator (replay %s in all); rows %.0f/s; queue HARD transitions (internal pauses) %d during the replay; published levels %v; generator at %.0f/s; peak RSS %.0f MB",
 		d.elapsed.Round(100*time.Millisecond), whole.elapsed.Round(100*time.Millisecond), d.rows, whole.queueHard, levels.since(run1), live.rate(), rss/(1<<20))
-	if got := levels.since(run1); len(got) != 1 || got[0] != backpressure.OK {
-		t.Errorf("RUN 1: published levels %v while replaying with producers at half the store's rate, want ok throughout", got)
+	// OK throughout, or the documented SOFT: near_capacity when the live
+	// rate comes within 10 % of what the store writes (on 2 shared cores
+	// the generators take CPU from the store, so "half the store's rate
+	// measured alone" may be close to what it writes now), lag_age when the
+	// lag is old. Never HARD: the replay shrinks the lag.
+	got := levels.since(run1)
+	if slices.Contains(got, backpressure.Hard) {
+		t.Errorf("RUN 1: published levels %v while replaying with producers at half the store's rate, want no hard", got)
+	}
+	for _, r := range levels.softReasons(run1) {
+		if r != backpressure.ReasonNearCapacity && r != backpressure.ReasonLagAge {
+			t.Errorf("RUN 1: published soft (%s), want ok or the documented soft (near_capacity, lag_age)", r)
+		}
 	}
 	if live.acked() == 0 {
 		t.Errorf("RUN 1: the live generator produced nothing before the replay caught up: the run proves nothing")
@@ -380,8 +392,9 @@ func (p *probe) lag() int64 {
 // levelWatch follows the feedback topic: every event that is not a
 // heartbeat goes to the timeline, and the levels are kept in order.
 type levelWatch struct {
-	mu     sync.Mutex
-	levels []backpressure.Level // one per event, heartbeats included
+	mu      sync.Mutex
+	levels  []backpressure.Level // one per event, heartbeats included
+	reasons []string             // one per event, heartbeats included
 }
 
 func watchLevels(ctx context.Context, t *testing.T, f *fixture, tl *timeline) *levelWatch {
@@ -410,6 +423,7 @@ func watchLevels(ctx context.Context, t *testing.T, f *fixture, tl *timeline) *l
 				}
 				w.mu.Lock()
 				w.levels = append(w.levels, e.Level)
+				w.reasons = append(w.reasons, e.Reason)
 				w.mu.Unlock()
 				if e.Reason != backpressure.ReasonHeartbeat {
 					tl.logf("published %s (%s): arrival %.0f/s, write %.0f/s, sustainable %.0f/s, lag %d records / %.1f s, queue %d",
@@ -427,6 +441,19 @@ func (w *levelWatch) mark() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.levels)
+}
+
+// softReasons lists the reasons of the SOFT transitions seen from mark on.
+func (w *levelWatch) softReasons(mark int) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for i := mark; i < len(w.levels); i++ {
+		if w.levels[i] == backpressure.Soft && w.reasons[i] != backpressure.ReasonHeartbeat {
+			out = append(out, w.reasons[i])
+		}
+	}
+	return out
 }
 
 // since lists the levels seen from mark on (and the level at mark), without
