@@ -291,7 +291,9 @@ if [ -z "$scrape" ]; then
 elif [ ! -s "$scrape" ]; then
   failed=$((failed + 1)); failures+=("metric names"); echo "FAIL metric names: no scrape in $scrape"
 else
-  prom_metrics() { "$PROMTOOL" check metrics <"$1"; }
+  # franz-go's kprom exports two gauges named *_records_total (mds_kgo_buffered_fetch_records_total
+  # and ..._produce_...): a library's names, not ours to rename, so the lint leaves them out.
+  prom_metrics() { grep -v 'mds_kgo_buffered_[a-z]*_records_total' "$1" | "$PROMTOOL" check metrics; }
   dashboard_flags=()
   for d in "${dashboards[@]}"; do dashboard_flags+=(--dashboard "$d"); done
   need promtool "promtool check metrics" &&
