@@ -455,7 +455,11 @@ func TestHardPausesEveryPartitionAndOKResumes(t *testing.T) {
 		t.Errorf("mds_consumer_paused_partitions = %v at HARD", got)
 	}
 	c.produce(parts, 10, func(p int32, i int) string { return goodTick(p, 10+i) })
-	time.Sleep(500 * time.Millisecond)
+	// Not a blind sleep: wait until the member has seen the new records
+	// exist (the lag listing counts them) while they stay unconsumed.
+	eventually(t, 5*time.Second, "the new records counted as lag", func() bool {
+		return m.metric(t, "mds_consumer_lag_records") >= parts*10
+	})
 	if got := db.total(); got != parts*10 {
 		t.Fatalf("%d records consumed while paused, want %d", got, parts*10)
 	}
@@ -595,7 +599,11 @@ func TestFencedPartitionsResyncFromStoredOffsets(t *testing.T) {
 	eventually(t, 2*time.Second, "all partitions paused", func() bool { return m.metric(t, "mds_consumer_paused_partitions") == parts })
 	before := db.total()
 	c.produce(parts, more, func(p int32, i int) string { return goodTick(p, n+i) })
-	time.Sleep(500 * time.Millisecond)
+	// Not a blind sleep: wait until the member has seen the new records
+	// exist (the lag listing counts them) while they stay unwritten.
+	eventually(t, 5*time.Second, "the new records counted as lag", func() bool {
+		return m.metric(t, "mds_consumer_lag_records") >= parts*more
+	})
 	if got := db.total(); got != before {
 		t.Fatalf("%d records written while paused", got-before)
 	}
