@@ -18,9 +18,10 @@ type vector struct {
 	Description string `json:"description"`
 	Epoch       int64  `json:"epoch"` // Unix seconds; at_ms counts from here
 	Follower    struct {
-		Stale      float64    `json:"stale"` // seconds
-		Scales     [3]float64 `json:"scales"`
-		TargetRate float64    `json:"target_rate"`
+		Stale            float64    `json:"stale"` // seconds
+		Scales           [3]float64 `json:"scales"`
+		TargetRate       float64    `json:"target_rate"`
+		ProportionalSoft bool       `json:"proportional_soft"` // WithProportionalSoft
 	} `json:"follower"`
 	Steps []struct {
 		AtMS   int64 `json:"at_ms"`
@@ -35,6 +36,7 @@ type vector struct {
 			Level        string            `json:"level"`
 			Rate         float64           `json:"rate"`
 			Coordinators map[string]string `json:"coordinators"`
+			Changed      *bool             `json:"changed"` // Changed closed since the last expect
 		} `json:"expect"`
 		Note string `json:"note"`
 	} `json:"steps"`
@@ -66,8 +68,12 @@ func TestVectors(t *testing.T) {
 func runVector(t *testing.T, v vector) {
 	// The client is never polled: the test drives apply and evaluate with
 	// the vector's clock.
-	f, err := NewFollower(WithBrokers("127.0.0.1:1"), WithStale(time.Duration(v.Follower.Stale*float64(time.Second))),
-		WithScales(v.Follower.Scales[OK], v.Follower.Scales[Soft], v.Follower.Scales[Hard]))
+	opts := []Option{WithBrokers("127.0.0.1:1"), WithStale(time.Duration(v.Follower.Stale * float64(time.Second))),
+		WithScales(v.Follower.Scales[OK], v.Follower.Scales[Soft], v.Follower.Scales[Hard])}
+	if v.Follower.ProportionalSoft {
+		opts = append(opts, WithProportionalSoft())
+	}
+	f, err := NewFollower(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +83,7 @@ func runVector(t *testing.T, v vector) {
 		t.Fatal(err)
 	}
 	expects := 0
+	changed := f.Changed()
 	for i, s := range v.Steps {
 		now := time.Unix(v.Epoch, 0).Add(time.Duration(s.AtMS) * time.Millisecond)
 		switch {
@@ -106,8 +113,19 @@ func runVector(t *testing.T, v vector) {
 				t.Errorf("step %d at %d ms (%s): level %s, want %s", i, s.AtMS, s.Note, got, s.Expect.Level)
 			}
 			if got := lim.Rate(); got != s.Expect.Rate {
-				t.Errorf("step %d at %d ms: rate %v, want %v", i, s.AtMS, got, s.Expect.Rate)
+				t.Errorf("step %d at %d ms (%s): rate %v, want %v", i, s.AtMS, s.Note, got, s.Expect.Rate)
 			}
+			select {
+			case <-changed:
+				if s.Expect.Changed != nil && !*s.Expect.Changed {
+					t.Errorf("step %d at %d ms (%s): Changed closed, want not", i, s.AtMS, s.Note)
+				}
+			default:
+				if s.Expect.Changed != nil && *s.Expect.Changed {
+					t.Errorf("step %d at %d ms (%s): Changed not closed, want closed", i, s.AtMS, s.Note)
+				}
+			}
+			changed = f.Changed()
 			got := map[string]string{}
 			f.mu.Lock()
 			for id, h := range f.coords {

@@ -77,7 +77,7 @@ def test_processor_to_hard_and_back(tmp_path: Path) -> None:
         wait_until(lambda: coord in follower.coordinators() or procs[0].poll() is not None, 120, "the processor's first event")
         assert procs[0].poll() is None, log.read_text()[-3000:]
         if external is None:
-            m = re.search(r"PostgreSQL at (\S+)", log.read_text())
+            m = re.search(r"PostgreSQL at ([^\s,]+)", log.read_text())  # "dev: PostgreSQL at URL, with(out) TimescaleDB"
             assert m, "no PostgreSQL URL in the processor's output"
             db = m.group(1)
         producer_out = tmp_path / "producer.log"

@@ -72,9 +72,10 @@ def test_live_levels_tombstones_and_bad_records(kafka: Kafka, errors: list[Excep
     kafka.send(topic, "a", event("a", "soft"))
     wait_level(f, Level.SOFT)
     assert f.scale == 0.5
-    kafka.send(topic, "b", event("b", "hard", write_rate=10.5))  # unknown fields are fine
+    kafka.send(topic, "b", event("b", "hard", write_rate=10.5, mode="x"))  # unknown fields are fine
     wait_level(f, Level.HARD)
-    assert f.coordinators()["b"].event.extra == {"write_rate": 10.5}
+    assert f.coordinators()["b"].event.write_rate == 10.5
+    assert f.coordinators()["b"].event.extra == {"mode": "x"}
     kafka.send(topic, "b", b'{"level":')  # skipped and reported
     kafka.send(topic, "b", None)  # b stops cleanly
     wait_level(f, Level.SOFT)

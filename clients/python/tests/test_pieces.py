@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -107,6 +108,32 @@ def test_limiter_waiter_sees_scale_rise_mid_wait() -> None:
     src.set(1.0)  # now one per second: the waiter re-plans
     assert done.wait(10)
     t.join()
+
+
+def test_proportional_scale_moves_wake_the_limiter_but_not_on_change() -> None:
+    seen: list[Level] = []
+    f = Follower({"bootstrap.servers": "127.0.0.1:1"}, proportional_soft=True, on_change=seen.append)
+
+    def soft(arrival: int, sustainable: int) -> None:
+        now = time.time_ns()
+        e = {"coordinator_id": "a", "level": "soft", "ts": now / 1e9, "arrival_rate": arrival, "sustainable_rate": sustainable}
+        f._apply(b"a", json.dumps(e).encode(), now)
+        f._evaluate(now)
+
+    for _ in range(8):
+        soft(100_000, 1_000)  # halved at most, down to the floor
+    assert f.level is Level.SOFT and f.scale == 0.01
+    lim = Limiter(1, burst=1, source=f)  # one send per 100 s
+    assert lim.wait(1)  # the burst
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (lim.wait(60), done.set()))
+    t.start()
+    for _ in range(7):
+        soft(10_000, 100_000)  # doubled at most, up to the ok scale
+    assert f.scale == 1.0
+    assert done.wait(10), "a waiter did not see the proportional scale rise"
+    t.join()
+    assert seen == [Level.SOFT], "on_change is for level changes only"
 
 
 def test_limiter_async() -> None:

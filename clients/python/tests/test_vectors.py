@@ -45,9 +45,15 @@ def _no_constant(name: str) -> Any:
 def test_vector(path: Path) -> None:
     v = json.loads(path.read_text())
     conf = v["follower"]
-    f = Follower({"bootstrap.servers": "127.0.0.1:1"}, stale=conf["stale"], scales=tuple(conf["scales"]))
+    f = Follower(
+        {"bootstrap.servers": "127.0.0.1:1"},
+        stale=conf["stale"],
+        scales=tuple(conf["scales"]),
+        proportional_soft=conf.get("proportional_soft", False),
+    )
     lim = Limiter(conf["target_rate"], source=f)
     expects = 0
+    changed = f.changed()
     for i, step in enumerate(v["steps"]):
         now = v["epoch"] * 1_000_000_000 + step["at_ms"] * 1_000_000
         where = f"step {i} at {step['at_ms']} ms ({step.get('note', '')})"
@@ -69,6 +75,9 @@ def test_vector(path: Path) -> None:
             f._evaluate(now)
             assert str(f.level) == want["level"], where
             assert lim.rate == want["rate"], where
+            if "changed" in want:
+                assert changed.is_set() == want["changed"], f"{where}: changed"
+            changed = f.changed()
             got = {cid: str(st.event.level) for cid, st in f.coordinators().items()}
             assert got == want["coordinators"], where
     assert expects > 0, "vector checks nothing"

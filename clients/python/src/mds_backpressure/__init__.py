@@ -3,8 +3,10 @@
 A Follower reads the compacted feedback topic (default "market.feedback")
 and keeps the current level: the worst level among the coordinators heard
 from recently. A Limiter paces a produce loop at a target rate times the
-level's scale (ok 1.0, soft 0.5, hard 0.0). verify_webhook checks the token
-and signature of the feedback webhook. The contract is the Go package
+level's scale (ok 1.0, soft 0.5, hard 0.0; with Follower(...,
+proportional_soft=True), the scale at soft follows what the store
+sustains). verify_webhook checks the token and signature of the feedback
+webhook. The contract is the Go package
 github.com/market-data-store/mds/backpressure; both implementations run the
 test vectors in docs/feedback-vectors/.
 

@@ -61,6 +61,13 @@ class Event:
     ts: float = 0.0  # Unix seconds with a fraction
     # The publisher's heartbeat interval in seconds, optional (0: not given).
     heartbeat_interval: float = 0.0
+    # Optional measurements behind the level (0: zero or not measured); rates
+    # are records per second over the coordinator's partitions.
+    lag_records: int = 0  # records not yet written
+    lag_seconds: float = 0.0  # age of the oldest record not yet written
+    arrival_rate: float = 0.0  # what producers write now
+    write_rate: float = 0.0  # what the store commits now
+    sustainable_rate: float = 0.0  # what the store was measured to sustain
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def time_ns(self) -> int:
@@ -119,6 +126,11 @@ _FIELDS: dict[str, Callable[[Any], Any]] = {
     "source": _as_str,
     "ts": _as_float,
     "heartbeat_interval": _as_float,
+    "lag_records": _as_int,
+    "lag_seconds": _as_float,
+    "arrival_rate": _as_float,
+    "write_rate": _as_float,
+    "sustainable_rate": _as_float,
 }
 
 # Go's encoding/json matches object keys to fields ignoring case under

@@ -34,6 +34,12 @@ DEFAULT_SCALES = (1.0, 0.5, 0.0)  # rate scale at ok, soft, hard
 # cannot keep a coordinator counting for ever (seconds).
 MAX_HEARTBEAT = 3600.0
 
+# The proportional mode aims the producers' total rate at this share of the
+# sustainable rate, and keeps its scale above this floor, from which a
+# multiplicative step could not rise again.
+_PROPORTIONAL_TARGET = 0.9
+_MIN_PROPORTIONAL_SCALE = 0.01
+
 _NS = 1_000_000_000
 _log = logging.getLogger("mds_backpressure")
 _log.addHandler(logging.NullHandler())  # the application decides what is printed
@@ -103,7 +109,8 @@ def classify(err: KafkaError) -> FollowerError:
 
 
 class Change:
-    """The next level change after it was taken from Follower.changed().
+    """The next level change (or, in the proportional mode, change of scale)
+    after it was taken from Follower.changed().
 
     Wait for it with ``wait(timeout)`` from a thread or ``await change`` from
     a coroutine; both return at once if the change already happened.
@@ -115,7 +122,7 @@ class Change:
         self._futures: list[asyncio.Future[None]] = []
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Blocks until the change or the timeout; True if the level changed."""
+        """Blocks until the change or the timeout; True if it happened."""
         return self._event.wait(timeout)
 
     def is_set(self) -> bool:
@@ -171,6 +178,20 @@ class Follower:
     from any thread; ``on_change`` and ``on_error`` are called on the
     follower's thread and must not block. librdkafka's own log lines go to
     the logger "mds_backpressure.kafka" unless ``config`` sets ``logger``.
+
+    ``scale`` is the rate scale of the level (``scales``). With
+    ``proportional_soft=True`` (Go's WithProportionalSoft), the scale at
+    SOFT follows what the store sustains instead, from the events' optional
+    ``sustainable_rate`` and ``arrival_rate`` (a publisher that does not
+    send them leaves the scale as it is). On entering SOFT from OK it starts
+    at the OK scale; from HARD, at the soft scale. Then each new event of a
+    SOFT coordinator multiplies it by 0.9 x sustainable_rate / arrival_rate
+    (by at least 0.5 and at most 2 per event; the smallest factor among the
+    SOFT coordinators), and it stays within [0.01, the OK scale]. Producers
+    that all follow the same coordinators this way steer their total rate
+    toward 90 % of what the store sustains instead of halving it. Levels and
+    the other scales are unchanged; ``changed`` also fires when the
+    proportional scale changes (``on_change`` only on level changes).
     """
 
     def __init__(
@@ -180,6 +201,7 @@ class Follower:
         topic: str = DEFAULT_TOPIC,
         stale: float = DEFAULT_STALE,
         scales: tuple[float, float, float] = DEFAULT_SCALES,
+        proportional_soft: bool = False,
         on_change: Callable[[Level], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,  # the wall clock, in Unix nanoseconds
@@ -194,6 +216,7 @@ class Follower:
         self.topic = topic
         self._stale_ns = int(stale * _NS)
         self._scales = (float(ok), float(soft), float(hard))
+        self._proportional = proportional_soft
         self._on_change = on_change
         self._on_error = on_error
         self._clock_ns = clock_ns
@@ -206,7 +229,9 @@ class Follower:
 
         self._lock = threading.Lock()
         self._coords: dict[str, CoordinatorState] = {}
+        self._fresh: set[str] = set()  # coordinators with an event not yet seen by _evaluate
         self._level = Level.OK
+        self._soft = 0.0  # the scale at SOFT in the proportional mode
         self._change = Change()
         self._conn_err: FollowerError | None = None  # until a metadata request succeeds
         self._fetch_err: FollowerError | None = None  # until records are read again
@@ -222,8 +247,11 @@ class Follower:
 
     @property
     def scale(self) -> float:
-        """The rate scale of the current level."""
-        return self._scales[self.level]
+        """The rate scale of the current level (at SOFT in the proportional mode, the proportional scale)."""
+        with self._lock:
+            if self._proportional and self._level == Level.SOFT:
+                return self._soft
+            return self._scales[self._level]
 
     def coordinators(self) -> dict[str, CoordinatorState]:
         """The coordinators that count now, by id (record key)."""
@@ -243,7 +271,8 @@ class Follower:
             return self._conn_err or self._fetch_err
 
     def changed(self) -> Change:
-        """The next level change: take it before reading the level, so none is missed."""
+        """The next level change (or, in the proportional mode, change of
+        scale): take it before reading the level, so none is missed."""
         with self._lock:
             return self._change
 
@@ -366,6 +395,7 @@ class Follower:
         if value is None:
             with self._lock:
                 self._coords.pop(cid, None)
+                self._fresh.discard(cid)
             return
         try:
             e = decode_event(value)
@@ -386,12 +416,15 @@ class Follower:
             stale = max(stale, 3 * int(min(e.heartbeat_interval, MAX_HEARTBEAT) * 1e9))
         with self._lock:
             self._coords[cid] = CoordinatorState(e, at + stale)
+            self._fresh.add(cid)
 
     def _evaluate(self, now_ns: int) -> int | None:
-        """Forgets coordinators past their stale period, recomputes the level,
-        signals a change, and returns when the next coordinator goes stale."""
+        """Forgets coordinators past their stale period, recomputes the level
+        (and, in the proportional mode, the scale at SOFT), signals a change,
+        and returns when the next coordinator goes stale."""
         worst = Level.OK
         nxt: int | None = None
+        factor = 0.0  # proportional mode: smallest 0.9 x sustainable / arrival of a new SOFT event
         with self._lock:
             for cid, st in list(self._coords.items()):
                 if now_ns >= st.expires_ns:
@@ -400,12 +433,30 @@ class Follower:
                 worst = max(worst, st.event.level)
                 if nxt is None or st.expires_ns < nxt:
                     nxt = st.expires_ns
+                e = st.event
+                if cid in self._fresh and e.level == Level.SOFT and e.sustainable_rate > 0 and e.arrival_rate > 0:
+                    r = _PROPORTIONAL_TARGET * e.sustainable_rate / e.arrival_rate
+                    if factor == 0 or r < factor:
+                        factor = r
+            self._fresh.clear()
             changed = worst != self._level
-            if changed:
-                self._level = worst
+            signal = changed
+            if self._proportional and worst == Level.SOFT:
+                soft = self._soft
+                if self._level == Level.OK:  # producers were at the OK scale: the rates measured it
+                    soft = self._scales[Level.OK]
+                elif self._level == Level.HARD:  # producers were stopped: the rates say nothing yet
+                    soft, factor = self._scales[Level.SOFT], 0.0
+                if factor > 0:
+                    soft *= min(max(factor, 0.5), 2.0)
+                soft = min(max(soft, _MIN_PROPORTIONAL_SCALE), self._scales[Level.OK])
+                signal = signal or soft != self._soft
+                self._soft = soft
+            self._level = worst
+            if signal:
                 done, self._change = self._change, Change()
-        if changed:
+        if signal:
             done._set()
-            if self._on_change is not None:
-                self._on_change(worst)
+        if changed and self._on_change is not None:
+            self._on_change(worst)
         return nxt
