@@ -188,8 +188,8 @@ func (d devCmd) Run(g *globals) error {
 }
 
 // printStatus prints one line a second: ticks/s produced (and the rate the
-// feedback allows) and consumed, rows written, queue depth, level, paused
-// partitions and dead letters.
+// feedback allows) and consumed, rows written, queue depth and level,
+// paused partitions, the level published to producers, and dead letters.
 func printStatus(ctx context.Context, g prometheus.Gatherer, produced *atomic.Pointer[tickgen.Progress], w io.Writer) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -207,15 +207,18 @@ func printStatus(ctx context.Context, g prometheus.Gatherer, produced *atomic.Po
 			records := metricSum(mfs, "mds_consumer_records_total")
 			rate := (records - lastRecords) / now.Sub(last).Seconds()
 			lastRecords, last = records, now
-			level := [...]string{"OK", "SOFT", "HARD"}[min(2, max(0, int(metricSum(mfs, "mds_coord_level"))))]
+			levelName := func(metric string) string {
+				return [...]string{"OK", "SOFT", "HARD"}[min(2, max(0, int(metricSum(mfs, metric))))]
+			}
 			gen := ""
 			if p := produced.Load(); p != nil {
 				gen = fmt.Sprintf("produced %6.0f/s (target %6.0f)  ", p.Rate, p.Target)
 			}
-			fmt.Fprintf(w, "%s  %sconsumed %7.0f ticks/s  rows written %9.0f  queue %5.0f/%-5.0f  level %-4s  paused %2.0f  dead letters %.0f\n",
+			fmt.Fprintf(w, "%s  %sconsumed %7.0f ticks/s  rows written %9.0f  queue %5.0f/%-5.0f %-4s  paused %2.0f  published %-4s  dead letters %.0f\n",
 				now.Format("15:04:05"), gen, rate, metricSum(mfs, "mds_worker_rows_written_total"),
 				metricSum(mfs, "mds_coord_queue_depth"), metricSum(mfs, "mds_coord_queue_capacity"),
-				level, metricSum(mfs, "mds_consumer_paused_partitions"), metricSum(mfs, "mds_dead_letters_total"))
+				levelName("mds_coord_level"), metricSum(mfs, "mds_consumer_paused_partitions"),
+				levelName("mds_feedback_upstream_level"), metricSum(mfs, "mds_dead_letters_total"))
 		}
 	}
 }
