@@ -59,4 +59,15 @@
 // feedback topic, the paused partitions in /metrics and the generator's
 // rate, down and back up. TestIngest, TestRestart and TestRebalance cover
 // the everyday paths of the application.
+//
+// On Apache Kafka only: TestChaosExactlyOnce and TestGroupTimings run on
+// both group protocols and assert that the zombie's held write is fenced
+// and that a static member's restart (classic) rebalances nobody;
+// TestBrokerFailures SIGKILLs the leader of half the partitions of a
+// three-broker cluster and restarts it, then restarts every broker in
+// turn, and prints the stall of each; TestSCRAM and TestTLS ingest over the
+// secured listeners (SCRAM with least-privilege ACLs, TLS, mutual TLS);
+// TestMissingTopic and TestDeniedACL expect a /readyz reason; and
+// TestFeedbackCompacted reads the compacted feedback topic back after a
+// processor restart.
 package integration
