@@ -69,5 +69,6 @@
 // secured listeners (SCRAM with least-privilege ACLs, TLS, mutual TLS);
 // TestMissingTopic and TestDeniedACL expect a /readyz reason; and
 // TestFeedbackCompacted reads the compacted feedback topic back after a
-// processor restart.
+// processor restart. TestChurn restarts members every 0.7-2 s for 20 s and
+// expects the group to form again.
 package integration
