@@ -40,7 +40,7 @@ bench: ## end-to-end benchmark against the database ceiling (BENCHFLAGS='-kafka 
 	$(GO) run ./bench/cmd/mdsbench $(BENCHFLAGS)
 
 test-integration: ## integration suite on Apache Kafka 4.4 (java+mvn; Docker: testcontainers; MDS_IT_KAFKA=kfake: kfake)
-	$(WITHPG) $(GO) test -tags integration -count=1 -timeout 20m -v ./integration/...
+	$(WITHPG) $(GO) test -tags integration -count=1 -p 1 -timeout 20m -v ./integration/...
 
 image: ## build the container image
 	docker build -f deployments/Dockerfile --build-arg VERSION=$(VERSION) -t market-data-store:$(VERSION) .
