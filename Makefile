@@ -38,11 +38,11 @@ fuzz: ## run each fuzz target for FUZZTIME (default 20s): decoder, settings load
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config
 	$(GO) test -run '^$$' -fuzz '^FuzzDSN$$' -fuzztime $(FUZZTIME) ./internal/secret
 
-bench: ## end-to-end benchmark against the database ceiling (minutes; prints progress)
-	$(GO) run ./bench/cmd/mdsbench
+bench: ## end-to-end benchmark against the database ceiling (BENCHFLAGS='-kafka real': Apache Kafka, not kfake)
+	$(GO) run ./bench/cmd/mdsbench $(BENCHFLAGS)
 
 test-integration: ## integration suite on Apache Kafka 4.4 (java+mvn; Docker: testcontainers; MDS_IT_KAFKA=kfake: kfake)
-	$(WITHPG) $(GO) test -tags integration -count=1 -timeout 20m -v ./integration/...
+	$(WITHPG) $(GO) test -tags integration -count=1 -p 1 -timeout 20m -v ./integration/...
 
 test-python: ## Python client (clients/python): mypy, then pytest on the vectors, units and end to end against bin/processor
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/processor ./cmd/processor

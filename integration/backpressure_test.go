@@ -108,9 +108,13 @@ func TestBackpressureEndToEnd(t *testing.T) {
 		return m.sum("mds_consumer_paused_partitions")
 	}
 
-	// Steady state.
-	time.Sleep(time.Second)
-	steady := rate(1500 * time.Millisecond)
+	// Steady state: the generator reaches its rate (on a fresh broker its
+	// first produce waits for a producer id, longer on a loaded machine).
+	var steady float64
+	_ = waitFor(ctx, 30*time.Second, 0, func() (bool, error) {
+		steady = rate(1500 * time.Millisecond)
+		return steady >= 0.6*bpRate, nil
+	})
 	tl.logf("steady: generator at %.0f ticks/s (target %d), follower level %s, paused partitions %v", steady, bpRate, fol.Level(), paused())
 	if steady < 0.6*bpRate || fol.Level() != backpressure.OK {
 		t.Fatalf("not a steady start: generator at %.0f/s, level %s", steady, fol.Level())

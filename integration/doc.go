@@ -65,4 +65,16 @@
 // store's rate, and a 10 s table lock, go HARD and back; it prints the
 // timeline of the published levels. TestIngest, TestRestart and TestRebalance cover
 // the everyday paths of the application.
+//
+// On Apache Kafka only: TestChaosExactlyOnce and TestGroupTimings run on
+// both group protocols and assert that the zombie's held write is fenced
+// and that a static member's restart (classic) rebalances nobody;
+// TestBrokerFailures SIGKILLs the leader of half the partitions of a
+// three-broker cluster and restarts it, then restarts every broker in
+// turn, and prints the stall of each; TestSCRAM and TestTLS ingest over the
+// secured listeners (SCRAM with least-privilege ACLs, TLS, mutual TLS);
+// TestMissingTopic and TestDeniedACL expect a /readyz reason; and
+// TestFeedbackCompacted reads the compacted feedback topic back after a
+// processor restart. TestChurn restarts members every 0.7-2 s for 20 s and
+// expects the group to form again.
 package integration

@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Options configure a cluster. The zero value is one combined
@@ -408,22 +410,26 @@ func (c *Cluster) waitRegistered(ctx context.Context, seeds []string) error {
 		return err
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	var last error
 	for {
 		if err := c.exited(); err != nil {
 			return err
 		}
+		// A metadata request of its own each time: kadm's BrokerMetadata
+		// answers from the client's cache, which may never see the last
+		// broker register.
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		md, err := adm.BrokerMetadata(actx)
+		req := kmsg.NewPtrMetadataRequest()
+		req.Topics = []kmsg.MetadataRequestTopic{}
+		resp, err := req.RequestWith(actx, cl)
 		cancel()
 		switch {
 		case err != nil:
 			last = err
-		case len(md.Brokers) < len(c.nodes):
-			last = fmt.Errorf("%d of %d brokers registered (%v)", len(md.Brokers), len(c.nodes), md.Brokers.NodeIDs())
+		case len(resp.Brokers) < len(c.nodes):
+			last = fmt.Errorf("%d of %d brokers registered", len(resp.Brokers), len(c.nodes))
 		default:
-			return nil
+			return c.warmUp(ctx, cl)
 		}
 		select {
 		case <-ctx.Done():
@@ -431,6 +437,38 @@ func (c *Cluster) waitRegistered(ctx context.Context, seeds []string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// warmUp waits until the group coordinator and producer ids are served:
+// a fresh cluster creates __consumer_offsets on the first group request and
+// answers COORDINATOR_LOAD_IN_PROGRESS meanwhile, and allocates producer
+// ids lazily, which on a loaded machine takes seconds the tests would
+// otherwise spend.
+func (c *Cluster) warmUp(ctx context.Context, cl *kgo.Client) error {
+	adm := kadm.NewClient(cl)
+	var last error
+	for ctx.Err() == nil {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		coords := adm.FindGroupCoordinators(actx, "kafkatest-warm-up")
+		last = coords.Error()
+		if last == nil {
+			req := kmsg.NewPtrInitProducerIDRequest()
+			req.TransactionTimeoutMillis = -1
+			var resp *kmsg.InitProducerIDResponse
+			if resp, last = req.RequestWith(actx, cl); last == nil {
+				last = kerr.ErrorForCode(resp.ErrorCode)
+			}
+		}
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("warming up the group coordinator and producer ids: %v", last)
 }
 
 // exited reports a broker process that ended on its own.

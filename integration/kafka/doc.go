@@ -4,7 +4,7 @@
 // [Classpath] resolves org.apache.kafka:kafka_2.13 [Version] (the
 // checked-in pom.xml, embedded) with `mvn dependency:copy-dependencies`
 // into a cache under the user's cache directory
-// (~/.cache/mds-kafka/<version>/libs, or $MDS_KAFKA_CACHE_DIR/<version>),
+// (~/.cache/mds-kafka/<version>/libs, or $MDS_IT_KAFKA_CACHE_DIR/<version>),
 // once; later runs reuse it. Without java or mvn on PATH it returns one
 // line saying what to install ([ErrNoJava]).
 //

@@ -16,7 +16,7 @@ import (
 const Version = "4.4.0"
 
 // EnvCacheDir overrides where the broker's jars are cached.
-const EnvCacheDir = "MDS_KAFKA_CACHE_DIR"
+const EnvCacheDir = "MDS_IT_KAFKA_CACHE_DIR"
 
 //go:embed pom.xml
 var pom []byte

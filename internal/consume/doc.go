@@ -125,6 +125,20 @@
 //     acknowledged offsets to Kafka (again at most MDS_KAFKA_REVOKE_TIMEOUT).
 //   - Lost: the same without waiting and without committing.
 //
+// # Group protocols
+//
+// MDS_KAFKA_GROUP_PROTOCOL=classic (the default) joins with JoinGroup and
+// SyncGroup; a member assigns (cooperative-sticky) and the member's
+// session timeout, heartbeat interval and rebalance timeout apply.
+// consumer (KIP-848, via kgo.ServerSideBalancer) lets the broker assign
+// ("uniform") and decide the session timeout and heartbeat interval; the
+// rebalance timeout still bounds a revoke. The callbacks, the seek in
+// AdjustFetchOffsetsFn and the offset fencing work the same on both (the
+// integration chaos test runs both on Apache Kafka 4.4). Static membership
+// does not: Kafka 4.4 keeps a restarted instance out until its old
+// session expires, so Validate refuses MDS_KAFKA_INSTANCE_ID with
+// consumer.
+//
 // # Backpressure
 //
 // PausePlan turns the queue's level into fetch control: HARD pauses every

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	kafkatest "github.com/market-data-store/mds/integration/kafka"
+
 	"github.com/market-data-store/mds/internal/pgtemp"
 )
 
@@ -24,7 +26,8 @@ type benchEnv struct {
 	dir      string // temporary directory: binary, processor logs
 	bin      string // processor binary
 	pg       *pgtemp.Cluster
-	kf       *kfake.Cluster
+	kf       *kfake.Cluster     // -kafka kfake
+	real     *kafkatest.Cluster // -kafka real
 	brokers  string
 	template string   // database created by `processor migrate`
 	sets     []string // the -set flags, given to every processor run
@@ -58,16 +61,27 @@ func startEnv(ctx context.Context, o options) (_ *benchEnv, err error) {
 	if e.pg, err = pgtemp.Start(ctx, pgtemp.Options{Durable: o.durable}); err != nil {
 		return nil, fmt.Errorf("starting PostgreSQL: %w", err)
 	}
-	progress("starting kfake (1 broker, %d partitions of %s)", o.partitions, ticksTopic)
-	e.kf, err = kfake.NewCluster(
-		kfake.NumBrokers(1),
-		kfake.SeedTopics(int32(o.partitions), ticksTopic),
-		kfake.GroupMinSessionTimeout(100*time.Millisecond),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("starting kfake: %w", err)
+	if o.kafka == "real" {
+		progress("starting Apache Kafka %s (1 broker in its own process), %d partitions of %s", kafkatest.Version, o.partitions, ticksTopic)
+		if e.real, err = kafkatest.Start(ctx, kafkatest.Options{HeapMB: 1024}); err != nil {
+			return nil, fmt.Errorf("starting Apache Kafka: %w", err)
+		}
+		e.brokers = strings.Join(e.real.Addrs(), ",")
+		if err := createTopic(ctx, e, ticksTopic, o.partitions); err != nil {
+			return nil, err
+		}
+	} else {
+		progress("starting kfake (1 broker, %d partitions of %s)", o.partitions, ticksTopic)
+		e.kf, err = kfake.NewCluster(
+			kfake.NumBrokers(1),
+			kfake.SeedTopics(int32(o.partitions), ticksTopic),
+			kfake.GroupMinSessionTimeout(100*time.Millisecond),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("starting kfake: %w", err)
+		}
+		e.brokers = strings.Join(e.kf.ListenAddrs(), ",")
 	}
-	e.brokers = strings.Join(e.kf.ListenAddrs(), ",")
 
 	url, err := e.pg.CreateDatabase(ctx, templateDB)
 	if err != nil {
@@ -100,6 +114,10 @@ func buildProcessor(ctx context.Context, dir string) (string, error) {
 func (e *benchEnv) close() {
 	if e.kf != nil {
 		e.kf.Close()
+	}
+	if e.real != nil {
+		e.real.Stop()
+		e.real.Remove()
 	}
 	if e.pg != nil {
 		_ = e.pg.Stop()

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -199,7 +200,7 @@ func latency(ctx context.Context, e *benchEnv, o options) (latencyResult, error)
 }
 
 func createTopic(ctx context.Context, e *benchEnv, topic string, partitions int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.ListenAddrs()...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.brokers, ",")...))
 	if err != nil {
 		return fmt.Errorf("creating admin client: %w", err)
 	}

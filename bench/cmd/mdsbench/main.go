@@ -3,7 +3,8 @@
 // table shape (`make bench`):
 //
 //  1. it starts a throwaway PostgreSQL (package pgtemp) and an embedded Kafka
-//     broker (kfake) in this process, creates the schema once with
+//     broker (kfake) in this process (or, with -kafka real, an Apache Kafka
+//     4.4 broker in its own process, package integration/kafka), creates the schema once with
 //     `processor migrate` into a template database, and produces N ticks
 //     (unique seq, key = symbol) to the ticks topic;
 //  2. database ceiling: the same rows, decoded from the same records, sent
@@ -68,6 +69,7 @@ type options struct {
 	rounds          int
 	bigRecords      int
 	bigRecordBytes  int
+	kafka           string
 }
 
 // envList collects repeated -set KEY=VALUE flags.
@@ -108,6 +110,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.bigRecordBytes, "big-record-bytes", 1<<20, "value size of each record of the peak-memory phase")
 	fs.StringVar(&o.pprofDir, "pprof", "", "run the processor with MDS_HTTP_PPROF=true and save its CPU and allocation profiles of each phase into this directory")
 	fs.IntVar(&o.pprofSeconds, "pprof-seconds", 30, "length of the end-to-end CPU profile (from the processor start)")
+	fs.StringVar(&o.kafka, "kafka", "kfake", "broker: kfake (in this process) or real (Apache Kafka 4.4 from Maven Central in its own process, package integration/kafka; needs java and mvn)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -126,6 +129,8 @@ func parseFlags(args []string) (options, error) {
 		return o, fmt.Errorf("-poll-interval must be > 0")
 	case o.bigRecords < 0 || o.bigRecordBytes < 1024:
 		return o, fmt.Errorf("-big-records must be >= 0 and -big-record-bytes >= 1024")
+	case o.kafka != "kfake" && o.kafka != "real":
+		return o, fmt.Errorf("-kafka must be kfake or real, not %q", o.kafka)
 	}
 	if _, err := compressionCodec(o.compression); err != nil {
 		return o, err

@@ -56,6 +56,7 @@ type benchSettings struct {
 	ProcessorSet    []string `json:"processor_settings,omitempty"` // -set flags; empty means defaults
 	FlushIntervalMs float64  `json:"flush_interval_ms"`
 	Rounds          int      `json:"rounds"`
+	Kafka           string   `json:"kafka,omitempty"` // kfake (in the harness) or real (Apache Kafka in its own process)
 }
 
 func settingsOf(o options) benchSettings {
@@ -63,7 +64,7 @@ func settingsOf(o options) benchSettings {
 		N: o.n, Partitions: o.partitions, Symbols: o.symbols, Durable: o.durable, Compression: o.compression,
 		LatencyRate: o.latencyRate, LatencySeconds: o.latencyDuration.Seconds(),
 		PollIntervalMs: float64(o.pollInterval) / 1e6, ProcessorSet: o.set,
-		FlushIntervalMs: float64(flushInterval(o.set)) / 1e6, Rounds: o.rounds,
+		FlushIntervalMs: float64(flushInterval(o.set)) / 1e6, Rounds: o.rounds, Kafka: o.kafka,
 	}
 }
 
@@ -139,6 +140,9 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "\nmdsbench %s  %d CPUs (%s)  %s  commit %s\n", r.Date, r.Machine.NumCPU, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.Commit)
 	fmt.Fprintf(w, "%d ticks, %d partitions, %d symbols, %s compression, PostgreSQL durable=%v",
 		r.Settings.N, r.Settings.Partitions, r.Settings.Symbols, r.Settings.Compression, r.Settings.Durable)
+	if r.Settings.Kafka == "real" {
+		fmt.Fprint(w, ", Apache Kafka in its own process")
+	}
 	if len(r.Settings.ProcessorSet) > 0 {
 		fmt.Fprintf(w, ", processor with %s", strings.Join(r.Settings.ProcessorSet, " "))
 	}
@@ -150,7 +154,11 @@ func (r *result) print(w io.Writer) {
 			c.ByConns["1"], c.ByConns["2"], c.RowsPerSec, c.PostgresCPUPerM)
 	}
 	if c := r.ConsumeCeiling; c != nil {
-		fmt.Fprintf(tw, "consume ceiling: franz-go + tick.Decoder\t%.0f\t\t%.2f (harness+kfake)\t\n", c.RowsPerSec, c.HarnessCPUPerM)
+		who := "harness+kfake"
+		if r.Settings.Kafka == "real" {
+			who = "harness; Apache Kafka apart"
+		}
+		fmt.Fprintf(tw, "consume ceiling: franz-go + tick.Decoder\t%.0f\t\t%.2f (%s)\t\n", c.RowsPerSec, c.HarnessCPUPerM, who)
 	}
 	if p := r.Processor; p != nil {
 		pct := "-"
