@@ -616,3 +616,23 @@ func (c *chaos) zombie(ctx context.Context, db *pgxpool.Pool, name string) {
 	c.signal(name, syscall.SIGCONT, false)
 	c.logf("the new owners advanced every partition; released the held compare-and-set and woke %s (stalled %s): a zombie", name, time.Since(stopped).Round(10*time.Millisecond))
 }
+
+// holdAll waits, polling every interval for at most a minute, until the
+// named members hold all 12 partitions between them, each at least one.
+func (c *chaos) holdAll(ctx context.Context, every time.Duration, names ...string) error {
+	return waitFor(ctx, time.Minute, every, func() (bool, error) {
+		sum := 0.0
+		for _, n := range names {
+			s, err := scrape(c.members[n].addr)
+			if err != nil {
+				return false, nil
+			}
+			got := s.sum("mds_consumer_assigned_partitions")
+			if got == 0 {
+				return false, nil
+			}
+			sum += got
+		}
+		return sum == 12, nil
+	})
+}

@@ -64,22 +64,7 @@ func runChurn(t *testing.T, bin, protocol string) {
 	}
 	c.logf("churn over: %d members killed or stopped and started again", churned)
 	start := time.Now()
-	err := waitFor(ctx, time.Minute, 50*time.Millisecond, func() (bool, error) {
-		sum := 0.0
-		for _, n := range names {
-			s, err := scrape(c.members[n].addr)
-			if err != nil {
-				return false, nil
-			}
-			got := s.sum("mds_consumer_assigned_partitions")
-			if got == 0 {
-				return false, nil
-			}
-			sum += got
-		}
-		return sum == 12, nil
-	})
-	if err != nil {
+	if err := c.holdAll(ctx, 50*time.Millisecond, names...); err != nil {
 		c.dumpLogs()
 		t.Fatalf("%s protocol: the group did not form again within a minute of the churn", protocol)
 	}

@@ -50,22 +50,7 @@ func runGroupTimings(t *testing.T, bin, protocol string) {
 	owns := func(what string, names ...string) {
 		t.Helper()
 		start := time.Now()
-		err := waitFor(ctx, time.Minute, 20*time.Millisecond, func() (bool, error) {
-			sum := 0.0
-			for _, n := range names {
-				s, err := scrape(c.members[n].addr)
-				if err != nil {
-					return false, nil
-				}
-				got := s.sum("mds_consumer_assigned_partitions")
-				if got == 0 {
-					return false, nil
-				}
-				sum += got
-			}
-			return sum == 12, nil
-		})
-		if err != nil {
+		if err := c.holdAll(ctx, 20*time.Millisecond, names...); err != nil {
 			t.Fatalf("%s: %v never held all 12 partitions", what, names)
 		}
 		c.logf("TIMING %s (%s protocol): %s until %v held all 12 partitions", what, protocol, time.Since(start).Round(10*time.Millisecond), names)
