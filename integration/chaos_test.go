@@ -64,8 +64,7 @@ func groupProtocols() []string {
 func runChaos(t *testing.T, bin, protocol string) {
 	ctx, cancel := context.WithTimeout(context.Background(), chaosBudget)
 	defer cancel()
-	c := &chaos{timeline: newTimeline(t), bin: bin, protocol: protocol, f: newFixture(t, 12), members: map[string]*member{}}
-	t.Cleanup(c.killAll)
+	c := newChaos(ctx, t, bin, protocol)
 	f := c.f
 
 	static := staticMember + " is a static member (MDS_KAFKA_INSTANCE_ID), the others dynamic"
@@ -74,9 +73,6 @@ func runChaos(t *testing.T, bin, protocol string) {
 	}
 	c.logf("topic %s (12 partitions), group %s (%s protocol), session timeout %s, heartbeat 100ms; %s",
 		f.topic, f.group, protocol, svc.sessionTimeout, static)
-	if out, err := c.command(ctx, "migrate"); err != nil {
-		t.Fatalf("processor migrate: %v\n%s", err, out)
-	}
 	db := f.connect(ctx)
 	if _, err := db.Exec(ctx, fmt.Sprintf(`ALTER TABLE ticks ADD CONSTRAINT chaos_no_13_13 CHECK (price <> %v)`, rejectedPrice)); err != nil {
 		t.Fatal(err)
@@ -635,4 +631,16 @@ func (c *chaos) holdAll(ctx context.Context, every time.Duration, names ...strin
 		}
 		return sum == 12, nil
 	})
+}
+
+// newChaos is a run of processor processes on protocol against a fresh
+// fixture of 12 partitions, migrated; every process it starts is killed
+// when the test ends.
+func newChaos(ctx context.Context, t *testing.T, bin, protocol string) *chaos {
+	c := &chaos{timeline: newTimeline(t), bin: bin, protocol: protocol, f: newFixture(t, 12), members: map[string]*member{}}
+	t.Cleanup(c.killAll)
+	if out, err := c.command(ctx, "migrate"); err != nil {
+		t.Fatalf("processor migrate: %v\n%s", err, out)
+	}
+	return c
 }

@@ -29,12 +29,8 @@ func TestChurn(t *testing.T) {
 func runChurn(t *testing.T, bin, protocol string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := &chaos{timeline: newTimeline(t), bin: bin, protocol: protocol, f: newFixture(t, 12), members: map[string]*member{}}
-	t.Cleanup(c.killAll)
+	c := newChaos(ctx, t, bin, protocol)
 	f := c.f
-	if out, err := c.command(ctx, "migrate"); err != nil {
-		t.Fatalf("processor migrate: %v\n%s", err, out)
-	}
 	db := f.connect(ctx)
 	names := []string{"p1", "p3", "p4"} // dynamic members (p2 would be static)
 	for _, n := range names {

@@ -30,12 +30,8 @@ func TestGroupTimings(t *testing.T) {
 func runGroupTimings(t *testing.T, bin, protocol string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c := &chaos{timeline: newTimeline(t), bin: bin, protocol: protocol, f: newFixture(t, 12), members: map[string]*member{}}
-	t.Cleanup(c.killAll)
+	c := newChaos(ctx, t, bin, protocol)
 	f := c.f
-	if out, err := c.command(ctx, "migrate"); err != nil {
-		t.Fatalf("processor migrate: %v\n%s", err, out)
-	}
 	db := f.connect(ctx)
 	stop := make(chan struct{})
 	l := newLedger()
