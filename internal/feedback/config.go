@@ -66,8 +66,9 @@ type WebhookConfig struct {
 	Timeout time.Duration `env:"MDS_FB_HTTP_TIMEOUT" help:"timeout of one webhook attempt (bare number: seconds)"`
 	// MaxRetries is the number of attempts after the first one.
 	MaxRetries int `env:"MDS_FB_HTTP_MAX_RETRIES" help:"webhook retries after the first attempt (0-10)"`
-	// Backoff is the base of the exponential backoff: retry n waits between
-	// Backoff×2^(n-1)/2 and Backoff×2^(n-1), at most MaxBackoff.
+	// Backoff is the base of the exponential backoff (internal/retry):
+	// retry n waits Backoff×2^(n-1), at most MaxBackoff, jittered within
+	// ±50 %.
 	Backoff time.Duration `env:"MDS_FB_HTTP_BACKOFF" help:"base wait before the first webhook retry, doubled for each further retry (bare number: seconds)"`
 	// Token, when set, is sent as "Authorization: Bearer <token>".
 	Token     secret.Secret `env:"MDS_FB_HTTP_TOKEN" help:"bearer token sent to the webhook"`

@@ -78,9 +78,9 @@
 //
 // Webhook POSTs the same JSON to MDS_FB_HTTP_ENDPOINT when
 // MDS_FB_ENABLE_HTTP_BROADCAST is set: up to 1 + MDS_FB_HTTP_MAX_RETRIES
-// attempts of at most MDS_FB_HTTP_TIMEOUT each, waiting an exponential
-// backoff with jitter from MDS_FB_HTTP_BACKOFF between them (capped at
-// MaxBackoff). 2xx is success; 3xx (redirects are not followed) and 4xx
+// attempts of at most MDS_FB_HTTP_TIMEOUT each, waiting between them the
+// service's one retry policy (internal/retry): from MDS_FB_HTTP_BACKOFF,
+// doubled each time up to MaxBackoff, jittered within ±50 %. 2xx is success; 3xx (redirects are not followed) and 4xx
 // other than 408 and 429 are not retried. It may send
 // "Authorization: Bearer <MDS_FB_HTTP_TOKEN>" and
 // "X-MDS-Signature: sha256=<hex HMAC-SHA256 of the body>" keyed with

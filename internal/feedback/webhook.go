@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/market-data-store/mds/backpressure"
+	"github.com/market-data-store/mds/internal/retry"
 	"github.com/market-data-store/mds/internal/secret"
 )
 
@@ -174,6 +174,7 @@ func (w *Webhook) attempt(ctx context.Context, e backpressure.Event, newer <-cha
 	if err != nil {
 		return fmt.Errorf("encoding feedback event: %w", err)
 	}
+	waits := w.retryPolicy().Backoff()
 	for attempt := 0; ; attempt++ {
 		err := w.post(ctx, body)
 		switch {
@@ -185,7 +186,7 @@ func (w *Webhook) attempt(ctx context.Context, e backpressure.Event, newer <-cha
 			return fmt.Errorf("posting feedback webhook (attempt %d): %w", attempt+1, err)
 		}
 		w.m.attempts.WithLabelValues(attemptRetry).Inc()
-		d := w.delay(attempt)
+		d := waits.NextBackOff()
 		w.log.Debug("webhook attempt failed; retrying", zap.Int("attempt", attempt+1), zap.Duration("backoff", d), zap.Error(err))
 		if err := w.sleep(ctx, d, newer); err != nil {
 			return fmt.Errorf("posting feedback webhook: gave up waiting to retry: %w", err)
@@ -193,15 +194,11 @@ func (w *Webhook) attempt(ctx context.Context, e backpressure.Event, newer <-cha
 	}
 }
 
-// delay is the wait after the failed attempt number attempt (0-based):
-// between half and all of Backoff×2^attempt, capped at MaxBackoff.
-func (w *Webhook) delay(attempt int) time.Duration {
-	d := w.backoff
-	for i := 0; i < attempt && d < MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+// retryPolicy is the wait between webhook attempts: the service's one
+// retry policy, from Backoff doubling to MaxBackoff, each wait jittered
+// within ±50 %.
+func (w *Webhook) retryPolicy() retry.Policy {
+	return retry.Policy{Initial: w.backoff, Max: MaxBackoff, Multiplier: 2, Jitter: true}
 }
 
 // post makes one attempt.

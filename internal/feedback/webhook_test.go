@@ -170,14 +170,14 @@ func TestWebhookRetriesThenDeliversOnce(t *testing.T) {
 	if ok, bad := published(w.m, sinkWebhook, outcomeOK), published(w.m, sinkWebhook, outcomeError); ok != 1 || bad != 0 {
 		t.Errorf("published ok=%v error=%v", ok, bad)
 	}
-	// Exponential with jitter: retry n waits within [B·2^(n-1)/2, B·2^(n-1)].
+	// Exponential with jitter: retry n waits B·2^(n-1) within ±50 %.
 	b := cfg.Backoff
 	if len(*slept) != 2 {
 		t.Fatalf("slept %v", *slept)
 	}
 	d0, d1 := (*slept)[0], (*slept)[1]
-	if d0 < b/2 || d0 > b || d1 < b || d1 > 2*b {
-		t.Errorf("backoffs %v, %v; want within [%v,%v] then [%v,%v]", d0, d1, b/2, b, b, 2*b)
+	if d0 < b/2 || d0 > b*3/2 || d1 < b || d1 > 3*b {
+		t.Errorf("backoffs %v, %v; want within [%v,%v] then [%v,%v]", d0, d1, b/2, b*3/2, b, 3*b)
 	}
 }
 
@@ -185,14 +185,18 @@ func TestWebhookBackoffIsCappedAndJittered(t *testing.T) {
 	w := &Webhook{backoff: 10 * time.Second}
 	seen := map[time.Duration]bool{}
 	for range 50 {
-		d := w.delay(9)
-		if d < MaxBackoff/2 || d > MaxBackoff {
-			t.Fatalf("delay(9) = %v, want within [%v, %v]", d, MaxBackoff/2, MaxBackoff)
+		waits := w.retryPolicy().Backoff()
+		var d time.Duration
+		for range 10 {
+			d = waits.NextBackOff()
+		}
+		if d < MaxBackoff/2 || d > MaxBackoff*3/2 {
+			t.Fatalf("tenth wait = %v, want within [%v, %v] (MaxBackoff ±50%%)", d, MaxBackoff/2, MaxBackoff*3/2)
 		}
 		seen[d] = true
 	}
 	if len(seen) < 10 {
-		t.Errorf("only %d distinct delays in 50: no jitter?", len(seen))
+		t.Errorf("only %d distinct waits in 50: no jitter?", len(seen))
 	}
 }
 

@@ -52,9 +52,9 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 // savepoint. Only when that fails with an error the database attributes to
 // the data (a non-temporary SQLSTATE, see isRefusal) that may depend on the
 // row (not rowIndependent: a missing table or privilege is permanent at
-// once), Write rolls back and
-// redoes the batch in a second transaction that bisects it under savepoints
-// (see copyRows): rows refused alone become dead letters. When every row of
+// once), Write rolls back and redoes the batch in a second transaction that
+// bisects it under savepoints (see copyRows): rows refused alone become dead
+// letters. When every row of
 // a batch of two or more is refused alone, and not one for a data error
 // (class 22 or 23), the cause is not in the data (a missing table or
 // privilege, a trigger refusing everything): Write writes nothing and
@@ -126,9 +126,10 @@ type writeResult struct {
 	duplicateDead int               // dead letters skipped: already stored
 }
 
-// attempt is one write transaction, bounded by WriteTimeout. With bisect,
+// attempt is one write transaction, bounded by WriteTimeout: the offset
+// compare-and-set, the rows, the dead letters and the gaps. With bisect,
 // deferred constraints are checked at each statement and the rows are
-// copied by copyRows under savepoints; without, in one COPY.
+// copied by bisectRows under savepoints; without, in one COPY.
 func (s *Store) attempt(ctx context.Context, b *tick.Batch, ranges []tick.Range, bisect bool) (writeResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
