@@ -80,12 +80,18 @@ func TestSCRAM(t *testing.T) {
 	requireBroker(t)
 	f := newFixture(t, 4)
 	f.grant(context.Background(), "User:"+appUser[0], true)
-	env := f.env(t, "scram-1")
+	ingestOver(t, f, "scram-1", scramEnv(t, f, "scram-1"))
+}
+
+// scramEnv is the settings of member name connecting as appUser over the
+// SCRAM-SHA-512 listener.
+func scramEnv(t *testing.T, f *fixture, name string) map[string]string {
+	env := f.env(t, name)
 	env["MDS_KAFKA_BROKERS"] = strings.Join(svc.cluster.SASLAddrs(), ",")
 	env["MDS_KAFKA_SASL_MECHANISM"] = "scram-sha-512"
 	env["MDS_KAFKA_SASL_USERNAME"] = appUser[0]
 	env["MDS_KAFKA_SASL_PASSWORD"] = appUser[1]
-	ingestOver(t, f, "scram-1", env)
+	return env
 }
 
 // TestTLS ingests over the TLS listener (the broker's certificate checked
@@ -188,12 +194,7 @@ func TestDeniedACL(t *testing.T) {
 	requireBroker(t)
 	f := newFixture(t, 1)
 	f.grant(context.Background(), "User:"+appUser[0], false)
-	env := f.env(t, "denied-1")
-	env["MDS_KAFKA_BROKERS"] = strings.Join(svc.cluster.SASLAddrs(), ",")
-	env["MDS_KAFKA_SASL_MECHANISM"] = "scram-sha-512"
-	env["MDS_KAFKA_SASL_USERNAME"] = appUser[0]
-	env["MDS_KAFKA_SASL_PASSWORD"] = appUser[1]
-	expectNotReady(t, f, "denied-1", env, "GROUP_AUTHORIZATION_FAILED", f.group)
+	expectNotReady(t, f, "denied-1", scramEnv(t, f, "denied-1"), "GROUP_AUTHORIZATION_FAILED", f.group)
 }
 
 // TestFeedbackCompacted checks the feedback topic on Apache Kafka: the
